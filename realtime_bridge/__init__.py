@@ -1,0 +1,82 @@
+"""realtime_bridge: database-first real-time publishing, one interface over many vendors.
+
+Publish typed events to Pusher Channels, Ably, Supabase Realtime or a
+self-hosted Redis fallback, chosen by one URL; read presence, history and
+occupancy the same way everywhere; switch vendors by changing configuration.
+"""
+
+from __future__ import annotations
+
+from .adapters.base import (
+    Adapter,
+    Capability,
+    HistoryPage,
+    Limits,
+    Member,
+    Occupancy,
+    PublishResult,
+)
+from .bridge import Bridge, PublishReceipt
+from .catalog import EventCatalog
+from .errors import (
+    AuthenticationFailed,
+    CapabilityNotSupported,
+    CircuitOpen,
+    ConfigurationError,
+    CursorNotFound,
+    DeliveryFailed,
+    InvalidChannel,
+    InvalidEvent,
+    PayloadTooLarge,
+    PermanentError,
+    PublishRejected,
+    RateLimited,
+    RealtimeBridgeError,
+    TransientError,
+    VendorUnavailable,
+)
+from .events import ENVELOPE_VERSION, Event, channel_kind, validate_channel
+from .ids import new_event_id
+from .retry import CircuitBreaker, RetryPolicy
+from .settings import BridgeSettings, adapter_from_url, redact_url
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENVELOPE_VERSION",
+    "Adapter",
+    "AuthenticationFailed",
+    "Bridge",
+    "BridgeSettings",
+    "Capability",
+    "CapabilityNotSupported",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "ConfigurationError",
+    "CursorNotFound",
+    "DeliveryFailed",
+    "Event",
+    "EventCatalog",
+    "HistoryPage",
+    "InvalidChannel",
+    "InvalidEvent",
+    "Limits",
+    "Member",
+    "Occupancy",
+    "PayloadTooLarge",
+    "PermanentError",
+    "PublishReceipt",
+    "PublishRejected",
+    "PublishResult",
+    "RateLimited",
+    "RealtimeBridgeError",
+    "RetryPolicy",
+    "TransientError",
+    "VendorUnavailable",
+    "__version__",
+    "adapter_from_url",
+    "channel_kind",
+    "new_event_id",
+    "redact_url",
+    "validate_channel",
+]

@@ -1,0 +1,289 @@
+"""The self-hosted adapter: Redis streams for history, pub/sub for live fan-out.
+
+Each batch runs as one Lua script per Redis hash slot, so every event in it is
+deduplicated (its id kept for ``dedupe_ttl`` seconds), appended to its
+channel's capped stream and PUBLISHed, atomically: a crash never leaves an
+event in history but unannounced, or announced twice. Every key of one channel
+shares the hash tag ``{channel}``, so the adapter runs unchanged on Redis
+Cluster (``?cluster=true``), where a batch is split by slot.
+
+URL: ``redis://[:PASSWORD@]HOST[:PORT][/DB][?option=value...]``, ``rediss://``
+for TLS. Options: ``history`` (events kept per channel, default 1000),
+``exact`` (trim exactly instead of approximately), ``dedupe_ttl`` (seconds,
+default 3600; also how long an event id works as a history cursor),
+``history_ttl`` (seconds a quiet channel's history lives, default 86400),
+``prefix`` (default ``rb``), ``cluster``, ``timeout`` (seconds, default 5),
+``max_payload`` (bytes of data, default 1 MiB).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, ClassVar
+from urllib.parse import SplitResult, urlsplit
+
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+
+from ..errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    CursorNotFound,
+    PublishRejected,
+    VendorUnavailable,
+)
+from ..events import Event
+from ..settings import redact_url
+from ._query import QueryOptions
+from .base import Adapter, Capability, HistoryPage, Limits, Member, Occupancy, PublishResult
+
+__all__ = ["RedisAdapter", "RedisKeys"]
+
+_OPTIONS = {
+    "history",
+    "exact",
+    "dedupe_ttl",
+    "history_ttl",
+    "prefix",
+    "cluster",
+    "timeout",
+    "max_payload",
+}
+
+
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Where one channel lives in Redis; every key shares the hash tag ``{channel}``."""
+
+    prefix: str
+    channel: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.prefix}:{{{self.channel}}}"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.tag}:stream"
+
+    @property
+    def topic(self) -> str:
+        """The pub/sub channel live events are published on."""
+        return self.tag
+
+    @property
+    def presence(self) -> str:
+        return f"{self.tag}:presence"
+
+    @property
+    def members(self) -> str:
+        return f"{self.tag}:members"
+
+    def dedupe(self, event_id: str) -> str:
+        return f"{self.tag}:id:{event_id}"
+
+
+@contextlib.contextmanager
+def _mapped_errors(adapter: str) -> Iterator[None]:
+    """Translate redis-py's errors into the library's, once, here."""
+    try:
+        yield
+    except (redis_errors.AuthenticationError, redis_errors.AuthenticationWrongNumberOfArgsError) as exc:
+        raise AuthenticationFailed(f"Redis refused the password: {exc}", adapter=adapter) from exc
+    except redis_errors.ResponseError as exc:
+        if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+            raise AuthenticationFailed(f"Redis refused access: {exc}", adapter=adapter) from exc
+        if str(exc).startswith(("OOM", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")):
+            raise VendorUnavailable(f"Redis is not accepting writes: {exc}", adapter=adapter) from exc
+        raise PublishRejected(f"Redis refused the command: {exc}", adapter=adapter) from exc
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        raise VendorUnavailable(f"cannot reach Redis: {exc}", adapter=adapter) from exc
+    except redis_errors.RedisError as exc:
+        raise VendorUnavailable(f"Redis error: {exc}", adapter=adapter) from exc
+
+
+class RedisAdapter(Adapter):
+    """Publish, history, presence and occupancy on one Redis (or a Redis Cluster)."""
+
+    scheme = "redis"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.PUBLISH,
+            Capability.BATCH,
+            Capability.PRESENCE,
+            Capability.HISTORY,
+            Capability.OCCUPANCY,
+            Capability.IDEMPOTENT,
+        }
+    )
+
+    def __init__(
+        self,
+        client: aioredis.Redis | aioredis.RedisCluster,
+        *,
+        label: str = "redis://",
+        history: int = 1000,
+        exact: bool = False,
+        dedupe_ttl: int = 3600,
+        history_ttl: int = 86400,
+        prefix: str = "rb",
+        max_payload: int = 1024 * 1024,
+        max_batch: int = 500,
+    ) -> None:
+        self.limits = Limits(max_payload_bytes=max_payload, max_events_per_batch=max_batch)
+        self._client = client
+        self._label = label
+        self._cluster = isinstance(client, aioredis.RedisCluster)
+        self._prefix = prefix
+        self._publish_args = [history, "=" if exact else "~", dedupe_ttl, history_ttl]
+        self._publish = client.register_script(_script("publish"))
+        self._history = client.register_script(_script("history"))
+        self._enter = client.register_script(_script("presence_enter"))
+        self._list = client.register_script(_script("presence_list"))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisAdapter:
+        """Build from ``redis://`` / ``rediss://``; connects lazily, on first use."""
+        parts = urlsplit(url)
+        query = QueryOptions(parts.query, adapter="redis", known=_OPTIONS)
+        base = SplitResult(parts.scheme, parts.netloc, parts.path, "", "").geturl()
+        timeout = query.number("timeout", 5.0)
+        common: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        try:
+            if query.flag("cluster", False):
+                client: aioredis.Redis | aioredis.RedisCluster = aioredis.RedisCluster.from_url(
+                    base, **common
+                )
+            else:
+                client = aioredis.Redis.from_url(base, health_check_interval=30, **common)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {redact_url(url)!r}: {exc}") from exc
+        options.setdefault("label", redact_url(base))
+        options.setdefault("history", query.integer("history", 1000))
+        options.setdefault("exact", query.flag("exact", False))
+        options.setdefault("dedupe_ttl", query.integer("dedupe_ttl", 3600))
+        options.setdefault("history_ttl", query.integer("history_ttl", 86400))
+        options.setdefault("prefix", query.text("prefix", "rb"))
+        options.setdefault("max_payload", query.integer("max_payload", 1024 * 1024))
+        return cls(client, **options)
+
+    @property
+    def name(self) -> str:
+        return self._label
+
+    def keys(self, channel: str) -> RedisKeys:
+        """The Redis keys of ``channel``, for tools and tests that look inside."""
+        return RedisKeys(self._prefix, channel)
+
+    # -- publish ----------------------------------------------------------
+
+    async def publish(self, events: Sequence[Event]) -> PublishResult:
+        duplicates: list[str] = []
+        for group in self._by_slot(events):
+            keys: list[str] = []
+            args: list[Any] = list(self._publish_args)
+            for event in group:
+                where = self.keys(event.channel)
+                keys += (where.stream, where.dedupe(event.id))
+                args += (where.topic, event.encode())
+            with _mapped_errors(self.name):
+                entries = await self._publish(keys=keys, args=args)
+            duplicates += [event.id for event, entry in zip(group, entries, strict=True) if not entry]
+        return PublishResult(published=len(events) - len(duplicates), duplicates=tuple(duplicates))
+
+    def _by_slot(self, events: Sequence[Event]) -> list[Sequence[Event]]:
+        """One group on a single Redis; per hash slot on a cluster, order kept within each."""
+        if not self._cluster:
+            return [events]
+        groups: defaultdict[int, list[Event]] = defaultdict(list)
+        for event in events:
+            groups[key_slot(self.keys(event.channel).tag.encode())].append(event)
+        return list(groups.values())
+
+    # -- history ----------------------------------------------------------
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        limit: int = 50,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> HistoryPage:
+        where = self.keys(channel)
+        cursor = after if after is not None else before
+        mode = "after" if after is not None else "before" if before is not None else "latest"
+        keys = [where.stream, where.dedupe(cursor or "")]
+        with _mapped_errors(self.name):
+            entries = await self._history(keys=keys, args=[mode, limit + 1])
+        if entries is None:
+            raise CursorNotFound(
+                f"event {cursor} is not in the kept history of {channel} (older than the "
+                "dedupe window or trimmed); re-fetch the state instead",
+                adapter=self.name,
+            )
+        has_more = len(entries) > limit
+        events = [Event.decode(fields[1]) for _, fields in entries[:limit]]
+        if mode != "after":
+            events.reverse()
+        return HistoryPage(tuple(events), has_more=has_more)
+
+    # -- presence and occupancy ---------------------------------------------
+
+    async def enter_presence(self, channel: str, member: Member, *, ttl: float = 60.0) -> None:
+        """Add or refresh ``member``; it leaves by itself ``ttl`` seconds after the last refresh."""
+        where = self.keys(channel)
+        info = json.dumps(member.info, separators=(",", ":"))
+        with _mapped_errors(self.name):
+            await self._enter(keys=[where.presence, where.members], args=[member.id, info, int(ttl * 1000)])
+
+    async def leave_presence(self, channel: str, member_id: str) -> None:
+        where = self.keys(channel)
+        with _mapped_errors(self.name):
+            async with self._client.pipeline(transaction=not self._cluster) as pipe:
+                pipe.zrem(where.presence, member_id)
+                pipe.hdel(where.members, member_id)
+                await pipe.execute()
+
+    async def presence(self, channel: str) -> list[Member]:
+        where = self.keys(channel)
+        with _mapped_errors(self.name):
+            flat = await self._list(keys=[where.presence, where.members])
+        members = [
+            Member(id=flat[i].decode(), info=json.loads(flat[i + 1])) for i in range(0, len(flat), 2)
+        ]
+        return sorted(members, key=lambda member: member.id)
+
+    async def occupancy(self, channel: str) -> Occupancy:
+        members = await self.presence(channel)
+        topic = self.keys(channel).topic
+        with _mapped_errors(self.name):
+            counts = await self._client.pubsub_numsub(topic)
+        subscribers = sum(int(count) for _, count in counts) if counts else 0
+        return Occupancy(channel, subscribers=subscribers, members=len(members))
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def ping(self) -> None:
+        with _mapped_errors(self.name):
+            await self._client.ping()
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(redis_errors.RedisError, OSError):
+            await self._client.aclose()
