@@ -7,6 +7,8 @@ occupancy the same way everywhere; switch vendors by changing configuration.
 
 from __future__ import annotations
 
+import logging
+
 from .adapters.base import (
     Adapter,
     Capability,
@@ -41,6 +43,9 @@ from .retry import CircuitBreaker, RetryPolicy
 from .settings import BridgeSettings, adapter_from_url, redact_url
 
 __version__ = "0.1.0"
+
+# A library logs; the application decides where logs go.
+logging.getLogger("realtime_bridge").addHandler(logging.NullHandler())
 
 __all__ = [
     "ENVELOPE_VERSION",

@@ -195,7 +195,9 @@ class Bridge:
                 await self._send_all(route, batch, progress)
             except TransientError as exc:
                 errors[route.label] = exc
-                logger.warning("publish via %s failed, trying the next adapter: %s", route.label, exc)
+                logger.warning(
+                    "publish via %s failed, trying the next adapter: %s", route.label, exc
+                )
                 continue
             return PublishReceipt(
                 adapter=route.label,
@@ -258,10 +260,10 @@ class Bridge:
             route.stats.last_error = f"{type(exc).__name__}: {exc}"
             logger.exception("shadow %s raised an unexpected error", route.label)
 
-    async def drain_shadows(self, timeout: float | None = None) -> None:
-        """Wait until the shadow copies already started have finished."""
+    async def drain_shadows(self, within: float | None = None) -> None:
+        """Wait up to ``within`` seconds for the shadow copies already started to finish."""
         if self._shadow_tasks:
-            await asyncio.wait(set(self._shadow_tasks), timeout=timeout)
+            await asyncio.wait(set(self._shadow_tasks), timeout=within)
 
     # -- reading ---------------------------------------------------------
 
@@ -328,4 +330,3 @@ class Bridge:
             task.cancel()
         for route in self._routes():
             await route.adapter.aclose()
-

@@ -86,7 +86,9 @@ class EventCatalog:
         try:
             return model.model_validate_json(raw)
         except ValidationError as exc:
-            raise InvalidEvent(f"event of type {generic.type!r} does not match {model.__qualname__}: {exc}") from None
+            raise InvalidEvent(
+                f"event of type {generic.type!r} does not match {model.__qualname__}: {exc}"
+            ) from None
 
     def json_schema(self) -> dict[str, Any]:
         """A JSON Schema document: one definition per event, and a union of them all."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from .errors import CircuitOpen, RateLimited, TransientError
@@ -56,9 +56,8 @@ class RetryPolicy:
 
     def delay(self, state: RetryCallState) -> float:
         """Seconds to wait before the next attempt: backoff, or the vendor's Retry-After."""
-        backoff = wait_exponential_jitter(
-            initial=self.initial_delay, max=self.max_delay, jitter=self.jitter
-        )(state)
+        exponential = self.initial_delay * 2 ** (state.attempt_number - 1)
+        backoff = min(self.max_delay, exponential) + random.uniform(0, self.jitter)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             return max(backoff, min(exc.retry_after, self.max_retry_after))

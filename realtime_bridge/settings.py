@@ -48,6 +48,9 @@ ADAPTERS: dict[str, tuple[str, str, str]] = {
 _SECRET_USER_SCHEMES = frozenset({"supabase", "liveblocks"})
 _MASK = "***"
 
+#: Read from the working directory by ``BridgeSettings``.
+TOML_FILE = "realtime_bridge.toml"
+
 
 def redact_url(url: str) -> str:
     """``url`` with its password (and secret user part) replaced by ``***``."""
@@ -104,7 +107,6 @@ class BridgeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="REALTIME_BRIDGE_",
-        toml_file="realtime_bridge.toml",
         extra="ignore",
     )
 
@@ -130,8 +132,7 @@ class BridgeSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(str(settings_cls.model_config.get("toml_file", "realtime_bridge.toml")))
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=Path(TOML_FILE))
         sections = _TomlSection(settings_cls, toml)
         return (init_settings, env_settings, sections)
 

@@ -114,7 +114,9 @@ class Adapter(ABC):
         for capability, method in _REQUIRED_METHOD.items():
             declared = capability in getattr(cls, "capabilities", frozenset())
             if declared and getattr(cls, method) is getattr(Adapter, method):
-                raise TypeError(f"{cls.__name__} declares {capability} but does not define {method}")
+                raise TypeError(
+                    f"{cls.__name__} declares {capability} but does not define {method}"
+                )
 
     @property
     def name(self) -> str:

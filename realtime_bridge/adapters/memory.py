@@ -9,14 +9,13 @@ cut off, never allowed to grow memory).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
-
-import asyncio
 
 from ..errors import CursorNotFound
 from ..events import Event
@@ -176,4 +175,6 @@ class MemoryAdapter(Adapter):
 
     async def occupancy(self, channel: str) -> Occupancy:
         members = len(await self.presence(channel))
-        return Occupancy(channel, subscribers=len(self._subscriptions.get(channel, ())), members=members)
+        return Occupancy(
+            channel, subscribers=len(self._subscriptions.get(channel, ())), members=members
+        )

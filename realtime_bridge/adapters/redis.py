@@ -100,13 +100,18 @@ def _mapped_errors(adapter: str) -> Iterator[None]:
     """Translate redis-py's errors into the library's, once, here."""
     try:
         yield
-    except (redis_errors.AuthenticationError, redis_errors.AuthenticationWrongNumberOfArgsError) as exc:
+    except (
+        redis_errors.AuthenticationError,
+        redis_errors.AuthenticationWrongNumberOfArgsError,
+    ) as exc:
         raise AuthenticationFailed(f"Redis refused the password: {exc}", adapter=adapter) from exc
     except redis_errors.ResponseError as exc:
         if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
             raise AuthenticationFailed(f"Redis refused access: {exc}", adapter=adapter) from exc
         if str(exc).startswith(("OOM", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")):
-            raise VendorUnavailable(f"Redis is not accepting writes: {exc}", adapter=adapter) from exc
+            raise VendorUnavailable(
+                f"Redis is not accepting writes: {exc}", adapter=adapter
+            ) from exc
         raise PublishRejected(f"Redis refused the command: {exc}", adapter=adapter) from exc
     except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
         raise VendorUnavailable(f"cannot reach Redis: {exc}", adapter=adapter) from exc
@@ -204,7 +209,9 @@ class RedisAdapter(Adapter):
                 args += (where.topic, event.encode())
             with _mapped_errors(self.name):
                 entries = await self._publish(keys=keys, args=args)
-            duplicates += [event.id for event, entry in zip(group, entries, strict=True) if not entry]
+            duplicates += [
+                event.id for event, entry in zip(group, entries, strict=True) if not entry
+            ]
         return PublishResult(published=len(events) - len(duplicates), duplicates=tuple(duplicates))
 
     def _by_slot(self, events: Sequence[Event]) -> list[Sequence[Event]]:
@@ -251,7 +258,9 @@ class RedisAdapter(Adapter):
         where = self.keys(channel)
         info = json.dumps(member.info, separators=(",", ":"))
         with _mapped_errors(self.name):
-            await self._enter(keys=[where.presence, where.members], args=[member.id, info, int(ttl * 1000)])
+            await self._enter(
+                keys=[where.presence, where.members], args=[member.id, info, int(ttl * 1000)]
+            )
 
     async def leave_presence(self, channel: str, member_id: str) -> None:
         where = self.keys(channel)
@@ -266,7 +275,8 @@ class RedisAdapter(Adapter):
         with _mapped_errors(self.name):
             flat = await self._list(keys=[where.presence, where.members])
         members = [
-            Member(id=flat[i].decode(), info=json.loads(flat[i + 1])) for i in range(0, len(flat), 2)
+            Member(id=flat[i].decode(), info=json.loads(flat[i + 1]))
+            for i in range(0, len(flat), 2)
         ]
         return sorted(members, key=lambda member: member.id)
 

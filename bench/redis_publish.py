@@ -1,0 +1,469 @@
+"""Publish throughput of the Redis adapter, beside encode/broadcaster and plain redis-py.
+
+Why: the Redis adapter is the self-hosted fallback, so it must keep up with the
+simplest thing a team could use instead. Issue 2 sets the bar: batches of 100
+at five times or more the events/s of broadcaster's Redis backend, while also
+keeping history and dropping duplicates, which broadcaster does not.
+
+How, so the figures compare like with like:
+
+- every peer runs in this one process against the same Redis and sends the same
+  encoded envelopes (``Event.encode()``) to the same pub/sub topic, which has no
+  subscribers, so fan-out costs nobody anything;
+- events are built before the clock starts (building an ``Event`` is its own
+  cost; the "incl. building" rows show it), and our adapter gets fresh ids for
+  every run, so deduplication never drops one;
+- peers run interleaved in rounds, the order rotated each round, after one
+  untimed warm-up; each peer's median events/s is reported, so machine noise
+  hits all of them alike.
+
+Run ``bench/run`` (writes BENCHMARKS.md), or ``python -m bench.redis_publish --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from broadcaster import Broadcast
+
+from realtime_bridge import Event
+from realtime_bridge.adapters.redis import RedisAdapter
+
+__all__ = ["PEERS", "Figure", "Peer", "Report", "main", "measure", "render"]
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+BATCH = 100
+HISTORY = 1000
+CHANNEL = "bench.1"
+EVENT_TYPE = "bench.tick"
+#: The ``data`` of every event: about 200 bytes of JSON, shaped like a real state update.
+DATA: dict[str, Any] = {
+    "order_id": 421337,
+    "status": "shipped",
+    "customer": {"id": "cus_8f3a2b", "name": "Ada Lovelace"},
+    "items": [{"sku": "SKU-1001", "qty": 2}, {"sku": "SKU-2002", "qty": 1}],
+    "total_cents": 129900,
+    "currency": "EUR",
+    "carrier": "DHL",
+}
+
+
+def build_events(count: int) -> list[Event]:
+    """``count`` events with the bench payload, each with a new id (so none is a duplicate)."""
+    return [Event(channel=CHANNEL, type=EVENT_TYPE, data=DATA) for _ in range(count)]
+
+
+def chunks(items: Sequence[Any], size: int = BATCH) -> list[Sequence[Any]]:
+    """Split ``items`` into batches before the clock starts, so slicing is not timed."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+@dataclass(slots=True)
+class Rig:
+    """The connections and payloads every peer shares during one benchmark run."""
+
+    adapter: RedisAdapter
+    broadcast: Broadcast
+    client: aioredis.Redis
+    prefix: str
+    payloads: list[bytes]
+    messages: list[str]
+
+    @property
+    def topic(self) -> str:
+        """The pub/sub topic our adapter publishes on; the peers publish there too."""
+        return self.adapter.keys(CHANNEL).topic
+
+    @classmethod
+    async def open(cls, url: str, pool: int) -> Rig:
+        """Connect everything and encode ``pool`` envelopes for the peers to send."""
+        prefix = f"rbbench-{uuid.uuid4().hex[:12]}"
+        # Short TTLs: if a run dies before cleanup, its keys still go away by themselves.
+        query = f"prefix={prefix}&history={HISTORY}&dedupe_ttl=600&history_ttl=600"
+        adapter = RedisAdapter.from_url(f"{url}?{query}")
+        broadcast = Broadcast(url)
+        await broadcast.connect()
+        payloads = [event.encode() for event in build_events(pool)]
+        messages = [payload.decode() for payload in payloads]
+        client = aioredis.Redis.from_url(url)
+        return cls(adapter, broadcast, client, prefix, payloads, messages)
+
+    async def close(self) -> None:
+        """Delete every key the run made, then close the connections."""
+        try:
+            keys = [
+                key async for key in self.client.scan_iter(match=f"{self.prefix}:*", count=1000)
+            ]
+            for batch in chunks(keys, 1000):
+                await self.client.delete(*batch)
+        finally:
+            await self.broadcast.disconnect()
+            await self.adapter.aclose()
+            await self.client.aclose()
+
+
+async def clock(send: Callable[[], Awaitable[None]]) -> float:
+    """Seconds one ``send()`` takes; collects first so earlier garbage is not billed to it."""
+    gc.collect()
+    start = time.perf_counter()
+    await send()
+    return time.perf_counter() - start
+
+
+def expect_published(published: int, count: int) -> None:
+    """Fail loudly if dedupe dropped events: the figure would then be for less work."""
+    if published != count:
+        raise RuntimeError(f"our adapter published {published} of {count} events")
+
+
+# -- the peers: each prepares untimed, then returns the seconds its sending took --
+
+
+async def broadcaster_single(rig: Rig, count: int) -> float:
+    messages = rig.messages[:count]
+
+    async def send() -> None:
+        for message in messages:
+            await rig.broadcast.publish(channel=rig.topic, message=message)
+
+    return await clock(send)
+
+
+async def redis_single(rig: Rig, count: int) -> float:
+    payloads = rig.payloads[:count]
+
+    async def send() -> None:
+        for payload in payloads:
+            await rig.client.publish(rig.topic, payload)
+
+    return await clock(send)
+
+
+async def ours_single(rig: Rig, count: int) -> float:
+    events = build_events(count)
+    published = 0
+
+    async def send() -> None:
+        nonlocal published
+        for event in events:
+            published += (await rig.adapter.publish([event])).published
+
+    seconds = await clock(send)
+    expect_published(published, count)
+    return seconds
+
+
+async def ours_single_building(rig: Rig, count: int) -> float:
+    published = 0
+
+    async def send() -> None:
+        nonlocal published
+        for _ in range(count):
+            event = Event(channel=CHANNEL, type=EVENT_TYPE, data=DATA)
+            published += (await rig.adapter.publish([event])).published
+
+    seconds = await clock(send)
+    expect_published(published, count)
+    return seconds
+
+
+async def redis_pipeline(rig: Rig, count: int) -> float:
+    batches = chunks(rig.payloads[:count])
+
+    async def send() -> None:
+        for batch in batches:
+            async with rig.client.pipeline(transaction=False) as pipe:
+                for payload in batch:
+                    pipe.publish(rig.topic, payload)
+                await pipe.execute()
+
+    return await clock(send)
+
+
+async def ours_batch(rig: Rig, count: int) -> float:
+    batches = chunks(build_events(count))
+    published = 0
+
+    async def send() -> None:
+        nonlocal published
+        for batch in batches:
+            published += (await rig.adapter.publish(batch)).published
+
+    seconds = await clock(send)
+    expect_published(published, count)
+    return seconds
+
+
+async def ours_batch_building(rig: Rig, count: int) -> float:
+    sizes = [len(batch) for batch in chunks(range(count))]
+    published = 0
+
+    async def send() -> None:
+        nonlocal published
+        for size in sizes:
+            batch = [Event(channel=CHANNEL, type=EVENT_TYPE, data=DATA) for _ in range(size)]
+            published += (await rig.adapter.publish(batch)).published
+
+    seconds = await clock(send)
+    expect_published(published, count)
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """One way of publishing: what it is, which table it belongs to, what it does per event."""
+
+    key: str
+    name: str
+    batched: bool
+    work: str
+    run: Callable[[Rig, int], Awaitable[float]]
+
+
+_OURS_WORK = (
+    "EVALSHA of one Lua script: EXISTS id, XADD to a stream capped at "
+    f"MAXLEN ~ {HISTORY}, SET id EX ttl, EXPIRE stream, PUBLISH; atomic"
+)
+_PUBLISH_ONLY = "one PUBLISH round trip; no history, no dedupe"
+BASELINE = "broadcaster"
+TARGET = "ours-batch"
+PEERS: tuple[Peer, ...] = (
+    Peer(BASELINE, "broadcaster `Broadcast.publish()`", False, _PUBLISH_ONLY, broadcaster_single),
+    Peer("redis", "redis-py `PUBLISH`", False, _PUBLISH_ONLY, redis_single),
+    Peer(
+        "ours",
+        "**our adapter**, `publish([event])`",
+        False,
+        f"one round trip: {_OURS_WORK}",
+        ours_single,
+    ),
+    Peer(
+        "ours+build",
+        "our adapter, incl. building the `Event`",
+        False,
+        "as above, plus building and validating the `Event` inside the timed loop",
+        ours_single_building,
+    ),
+    Peer(
+        "redis-pipeline",
+        f"redis-py pipeline of {BATCH} `PUBLISH`",
+        True,
+        f"{BATCH} PUBLISHes per round trip (transaction=False); no history, no dedupe",
+        redis_pipeline,
+    ),
+    Peer(
+        TARGET,
+        f"**our adapter**, `publish(batch of {BATCH})`",
+        True,
+        f"{BATCH} events per round trip: {_OURS_WORK}",
+        ours_batch,
+    ),
+    Peer(
+        "ours-batch+build",
+        "our adapter, incl. building the `Event`s",
+        True,
+        "as above, plus building and validating each `Event` inside the timed loop",
+        ours_batch_building,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """Events/s of one peer, one value per round."""
+
+    peer: Peer
+    rates: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything BENCHMARKS.md shows: the figures and what they were measured on."""
+
+    figures: tuple[Figure, ...]
+    machine: dict[str, str]
+    settings: dict[str, str]
+
+    def figure(self, key: str) -> Figure:
+        return next(figure for figure in self.figures if figure.peer.key == key)
+
+    def ratio(self, figure: Figure) -> float:
+        """``figure``'s median events/s over broadcaster's: the issue's yardstick."""
+        return figure.median / self.figure(BASELINE).median
+
+
+async def run_round(
+    rig: Rig, peers: Sequence[Peer], *, single: int, batched: int, shift: int
+) -> list[float]:
+    """Each peer once, starting at ``shift`` so no peer always goes first; events/s per peer."""
+    rates = [0.0] * len(peers)
+    for step in range(len(peers)):
+        index = (shift + step) % len(peers)
+        count = batched if peers[index].batched else single
+        rates[index] = count / await peers[index].run(rig, count)
+    return rates
+
+
+async def measure(
+    url: str = DEFAULT_URL,
+    *,
+    single: int = 3000,
+    batched: int = 20000,
+    rounds: int = 5,
+    peers: Sequence[Peer] = PEERS,
+) -> Report:
+    """Measure every peer ``rounds`` times, interleaved; ``single``/``batched`` events per run."""
+    if batched % BATCH:
+        raise ValueError(f"batched must be a multiple of {BATCH}, got {batched}")
+    rig = await Rig.open(url, max(single, batched))
+    try:
+        # Untimed warm-up: loads the Lua script, opens the pooled connections.
+        await run_round(rig, peers, single=min(single, BATCH), batched=BATCH, shift=0)
+        per_round = [
+            await run_round(rig, peers, single=single, batched=batched, shift=shift)
+            for shift in range(rounds)
+        ]
+        machine = await describe_machine(rig.client)
+    finally:
+        await rig.close()
+    figures = tuple(
+        Figure(peer, tuple(rates[index] for rates in per_round)) for index, peer in enumerate(peers)
+    )
+    sample = build_events(1)[0]
+    settings = {
+        "rounds": str(rounds),
+        "events per run": f"{single} (single-event peers), {batched} (batch peers)",
+        "payload": f"`data` {len(sample.data_json)} bytes, envelope {len(sample.encode())} bytes",
+        "our adapter": f"`history={HISTORY}` (approximate trim), one channel",
+    }
+    return Report(figures, machine, settings)
+
+
+async def describe_machine(client: aioredis.Redis) -> dict[str, str]:
+    """What the figures were measured on, so a reader can tell whether theirs should match."""
+    info = await client.info("server")
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "CPUs": str(os.cpu_count()),
+        "redis server": str(info.get("redis_version", "unknown")),
+        "redis-py": metadata.version("redis"),
+        "broadcaster": metadata.version("broadcaster"),
+        "realtime-bridge": metadata.version("realtime-bridge"),
+    }
+
+
+# -- BENCHMARKS.md ----------------------------------------------------------------
+
+_INTRO = """\
+# Benchmarks
+
+Figures from one run of `bench/run` (it installs the dev environment, makes sure
+Redis answers, and rewrites this file; about a minute). Re-run it on your own
+machine before trusting them: absolute numbers move with the hardware, the
+ratios much less. The code is `bench/redis_publish.py`.
+"""
+
+_METHOD = f"""\
+Every peer publishes the same encoded envelopes (`Event.encode()`) to the same
+pub/sub topic on the same Redis, from one asyncio process, over loopback; the
+topic has no subscribers. Events are built before the clock starts, except in
+the "incl. building" rows. Peers run interleaved, order rotated each round,
+after an untimed warm-up; the table shows each peer's median events/s and the
+range over the rounds. "vs broadcaster" divides by broadcaster's median
+(it has no batch API, so it appears once, in the first table).
+
+Our adapter does more per event than any peer: it drops duplicate ids
+(kept for a TTL), appends to a capped per-channel stream for history, and
+PUBLISHes, all atomically in one Lua script. The peers only PUBLISH.
+Target (issue 2): batches of {BATCH} at >= 5x broadcaster's events/s.
+"""
+
+
+def render(report: Report) -> str:
+    """BENCHMARKS.md: intro, machine, settings, the target's verdict, then one table per kind."""
+    ratio = report.ratio(report.figure(TARGET))
+    verdict = "met" if ratio >= 5 else "NOT met"
+    parts = [
+        _INTRO,
+        "## Publish throughput: Redis adapter vs broadcaster vs redis-py\n",
+        _METHOD,
+        f"**Target {verdict}: our batches of {BATCH} ran at {ratio:.1f}x broadcaster.**\n",
+        _bullets("Measured on", report.machine),
+        _bullets("Settings", report.settings),
+        "### Single events (one call per event)\n",
+        _table(report, [figure for figure in report.figures if not figure.peer.batched]),
+        f"### Batches of {BATCH} (one call per {BATCH} events)\n",
+        _table(report, [figure for figure in report.figures if figure.peer.batched]),
+    ]
+    return "\n".join(parts)
+
+
+def _bullets(title: str, items: dict[str, str]) -> str:
+    lines = [f"{title}:\n"] + [f"- {key}: {value}" for key, value in items.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _table(report: Report, figures: Sequence[Figure]) -> str:
+    lines = [
+        "| peer | events/s (median) | range over rounds | vs broadcaster | per event, it does |",
+        "|---|--:|--:|--:|---|",
+    ]
+    for figure in figures:
+        low, high = min(figure.rates), max(figure.rates)
+        lines.append(
+            f"| {figure.peer.name} | {figure.median:,.0f} | {low:,.0f} to {high:,.0f} "
+            f"| {report.ratio(figure):.2f}x | {figure.peer.work} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def summary(report: Report) -> str:
+    """A few lines for the terminal: each peer's median and ratio."""
+    return "\n".join(
+        f"{figure.median:>12,.0f} events/s  {report.ratio(figure):6.2f}x vs broadcaster  "
+        f"{figure.peer.key}"
+        for figure in report.figures
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.redis_publish", description=__doc__)
+    parser.add_argument("--url", default=DEFAULT_URL, help="Redis to measure against")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--single", type=int, default=3000, help="events per single-event run")
+    parser.add_argument("--batched", type=int, default=20000, help="events per batch run")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+    report = asyncio.run(
+        measure(args.url, single=args.single, batched=args.batched, rounds=args.rounds)
+    )
+    args.output.write_text(render(report), encoding="utf-8")
+    print(summary(report))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
