@@ -14,8 +14,9 @@ adapter and a team can switch vendors without renaming anything.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pydantic import (
     BaseModel,
@@ -160,6 +161,13 @@ class Event(BaseModel):
         except PydanticSerializationError as exc:
             raise ValueError(f"data is not JSON-serialisable: {exc}") from None
         return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with ``update``, the result is validated again (and ``data`` re-encoded)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**fields, **update})
 
     @property
     def data_json(self) -> bytes:

@@ -56,7 +56,7 @@ class RetryPolicy:
 
     def delay(self, state: RetryCallState) -> float:
         """Seconds to wait before the next attempt: backoff, or the vendor's Retry-After."""
-        exponential = self.initial_delay * 2 ** (state.attempt_number - 1)
+        exponential: float = self.initial_delay * 2.0 ** (state.attempt_number - 1)
         backoff = min(self.max_delay, exponential) + random.uniform(0, self.jitter)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RateLimited) and exc.retry_after is not None:

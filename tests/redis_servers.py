@@ -22,14 +22,20 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 import redis
+import redis.asyncio as aioredis
+
+from realtime_bridge.events import Event
 
 __all__ = [
+    "LiveMessage",
+    "LiveTap",
     "RedisCluster",
     "RedisProcess",
     "binary_missing",
@@ -325,3 +331,77 @@ def running_cluster(size: int = 3) -> Iterator[RedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@dataclass(frozen=True)
+class LiveMessage:
+    """One message a pub/sub subscriber received: topic, stream entry id, the event."""
+
+    topic: str
+    entry: str
+    event: Event
+
+
+class LiveTap:
+    """A real pub/sub subscriber on one Redis node, collecting what is published live.
+
+    Messages are ``b"<stream entry id>\\n<encoded event>"``, as the adapter's
+    publish script sends them. ``collect`` reads until a condition holds, for a
+    bounded time; it never sleeps a fixed amount.
+    """
+
+    def __init__(self, port: int, topics: Sequence[str], *, password: str | None = None) -> None:
+        self.port = port
+        self.topics = list(topics)
+        self.messages: list[LiveMessage] = []
+        self._client = aioredis.Redis(host=HOST, port=port, password=password)
+        self._pubsub = self._client.pubsub()
+
+    async def __aenter__(self) -> LiveTap:
+        await self._pubsub.subscribe(*self.topics)
+        confirmed = 0
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while confirmed < len(self.topics):  # subscribed on the server before anyone publishes
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"subscribing to {self.topics} on port {self.port} timed out")
+            message = await self._pubsub.get_message(timeout=1.0)
+            if message is not None and message["type"] == "subscribe":
+                confirmed += 1
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(redis.RedisError, OSError):
+            await self._pubsub.aclose()
+        with contextlib.suppress(redis.RedisError, OSError):
+            await self._client.aclose()
+
+    def ids(self) -> list[str]:
+        return [message.event.id for message in self.messages]
+
+    async def collect(
+        self, done: Callable[[list[LiveMessage]], bool], *, timeout: float = STARTUP_TIMEOUT
+    ) -> list[LiveMessage]:
+        """Read messages until ``done(messages)`` holds; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not done(self.messages):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"subscriber on port {self.port} has {len(self.messages)} messages; "
+                    f"the expected ones did not arrive: {self.ids()}"
+                )
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            if message is None or message["type"] != "message":
+                continue
+            entry, _, payload = bytes(message["data"]).partition(b"\n")
+            self.messages.append(
+                LiveMessage(message["channel"].decode(), entry.decode(), Event.decode(payload))
+            )
+        return self.messages
+
+    async def collect_ids(self, ids: Iterable[str]) -> list[LiveMessage]:
+        """Read until every id in ``ids`` has arrived."""
+        wanted = set(ids)
+        return await self.collect(lambda messages: wanted <= {m.event.id for m in messages})

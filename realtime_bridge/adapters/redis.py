@@ -177,7 +177,7 @@ class RedisAdapter(Adapter):
                 )
             else:
                 client = aioredis.Redis.from_url(base, health_check_interval=30, **common)
-        except ValueError as exc:
+        except (ValueError, redis_errors.RedisClusterException) as exc:  # e.g. /1 on a cluster
             raise ConfigurationError(f"bad Redis URL {redact_url(url)!r}: {exc}") from exc
         options.setdefault("label", redact_url(base))
         options.setdefault("history", query.integer("history", 1000))
@@ -283,8 +283,10 @@ class RedisAdapter(Adapter):
     async def occupancy(self, channel: str) -> Occupancy:
         members = await self.presence(channel)
         topic = self.keys(channel).topic
+        # On a cluster each node counts only its own subscribers: ask every node (summed).
+        nodes = {"target_nodes": aioredis.RedisCluster.ALL_NODES} if self._cluster else {}
         with _mapped_errors(self.name):
-            counts = await self._client.pubsub_numsub(topic)
+            counts = await self._client.pubsub_numsub(topic, **nodes)
         subscribers = sum(int(count) for _, count in counts) if counts else 0
         return Occupancy(channel, subscribers=subscribers, members=len(members))
 

@@ -71,9 +71,13 @@ class FakeAdapter(MemoryAdapter):
         self.calls.append(list(events))
         if self._failures:
             raise self._failures.pop(0)
+        seen_before = {event.id for event in events if event.id in self._seen}
         result = await super().publish(events)
-        dropped = set(result.duplicates)
-        self.published.extend(event for event in events if event.id not in dropped)
+        accepted: set[str] = set()
+        for event in events:
+            if event.id not in seen_before and event.id not in accepted:
+                accepted.add(event.id)
+                self.published.append(event)
         return result
 
     def find(self, *, type: str | None = None, channel: str | None = None) -> list[Event]:
