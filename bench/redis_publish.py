@@ -49,6 +49,10 @@ __all__ = ["PEERS", "Figure", "Peer", "Report", "main", "measure", "render"]
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 BATCH = 100
+#: Many short rounds, so a burst of load elsewhere spoils a few rounds, not one peer.
+ROUNDS = 10
+SINGLE_EVENTS = 2000
+BATCHED_EVENTS = 10000
 HISTORY = 1000
 CHANNEL = "bench.1"
 EVENT_TYPE = "bench.tick"
@@ -82,27 +86,24 @@ class Rig:
     broadcast: Broadcast
     client: aioredis.Redis
     prefix: str
+    #: The pub/sub topic our adapter publishes on; the peers publish there too.
+    topic: str
     payloads: list[bytes]
     messages: list[str]
 
-    @property
-    def topic(self) -> str:
-        """The pub/sub topic our adapter publishes on; the peers publish there too."""
-        return self.adapter.keys(CHANNEL).topic
-
     @classmethod
-    async def open(cls, url: str, pool: int) -> Rig:
+    async def open(cls, url: str, pool: int, prefix: str) -> Rig:
         """Connect everything and encode ``pool`` envelopes for the peers to send."""
-        prefix = f"rbbench-{uuid.uuid4().hex[:12]}"
         # Short TTLs: if a run dies before cleanup, its keys still go away by themselves.
         query = f"prefix={prefix}&history={HISTORY}&dedupe_ttl=600&history_ttl=600"
-        adapter = RedisAdapter.from_url(f"{url}?{query}")
+        adapter = RedisAdapter.from_url(f"{url}{'&' if '?' in url else '?'}{query}")
         broadcast = Broadcast(url)
         await broadcast.connect()
         payloads = [event.encode() for event in build_events(pool)]
         messages = [payload.decode() for payload in payloads]
         client = aioredis.Redis.from_url(url)
-        return cls(adapter, broadcast, client, prefix, payloads, messages)
+        topic = adapter.keys(CHANNEL).topic
+        return cls(adapter, broadcast, client, prefix, topic, payloads, messages)
 
     async def close(self) -> None:
         """Delete every key the run made, then close the connections."""
@@ -136,6 +137,7 @@ def expect_published(published: int, count: int) -> None:
 
 
 async def broadcaster_single(rig: Rig, count: int) -> float:
+    """The baseline: broadcaster has no batch API, so one ``publish`` per event."""
     messages = rig.messages[:count]
 
     async def send() -> None:
@@ -146,6 +148,7 @@ async def broadcaster_single(rig: Rig, count: int) -> float:
 
 
 async def redis_single(rig: Rig, count: int) -> float:
+    """The floor of one round trip per event: a bare PUBLISH, no library around it."""
     payloads = rig.payloads[:count]
 
     async def send() -> None:
@@ -156,6 +159,7 @@ async def redis_single(rig: Rig, count: int) -> float:
 
 
 async def ours_single(rig: Rig, count: int) -> float:
+    """Our adapter used naively, one event per call: the full Lua work per round trip."""
     events = build_events(count)
     published = 0
 
@@ -170,6 +174,7 @@ async def ours_single(rig: Rig, count: int) -> float:
 
 
 async def ours_single_building(rig: Rig, count: int) -> float:
+    """As ``ours_single``, plus what building and validating each ``Event`` costs."""
     published = 0
 
     async def send() -> None:
@@ -184,6 +189,7 @@ async def ours_single_building(rig: Rig, count: int) -> float:
 
 
 async def redis_pipeline(rig: Rig, count: int) -> float:
+    """The best plain redis-py does with batching: 100 PUBLISHes per round trip."""
     batches = chunks(rig.payloads[:count])
 
     async def send() -> None:
@@ -197,6 +203,7 @@ async def redis_pipeline(rig: Rig, count: int) -> float:
 
 
 async def ours_batch(rig: Rig, count: int) -> float:
+    """The figure the target is about: 100 events per call, each deduped, kept and published."""
     batches = chunks(build_events(count))
     published = 0
 
@@ -211,6 +218,7 @@ async def ours_batch(rig: Rig, count: int) -> float:
 
 
 async def ours_batch_building(rig: Rig, count: int) -> float:
+    """As ``ours_batch``, plus what building and validating each ``Event`` costs."""
     sizes = [len(batch) for batch in chunks(range(count))]
     published = 0
 
@@ -327,15 +335,20 @@ async def run_round(
 async def measure(
     url: str = DEFAULT_URL,
     *,
-    single: int = 3000,
-    batched: int = 20000,
-    rounds: int = 5,
+    single: int = SINGLE_EVENTS,
+    batched: int = BATCHED_EVENTS,
+    rounds: int = ROUNDS,
     peers: Sequence[Peer] = PEERS,
+    prefix: str | None = None,
 ) -> Report:
-    """Measure every peer ``rounds`` times, interleaved; ``single``/``batched`` events per run."""
+    """Measure every peer ``rounds`` times, interleaved; ``single``/``batched`` events per run.
+
+    Keys go under ``prefix`` (default: a new random one) and are deleted afterwards.
+    """
     if batched % BATCH:
         raise ValueError(f"batched must be a multiple of {BATCH}, got {batched}")
-    rig = await Rig.open(url, max(single, batched))
+    prefix = prefix or f"rbbench-{uuid.uuid4().hex[:12]}"
+    rig = await Rig.open(url, max(single, batched), prefix)
     try:
         # Untimed warm-up: loads the Lua script, opens the pooled connections.
         await run_round(rig, peers, single=min(single, BATCH), batched=BATCH, shift=0)
@@ -386,9 +399,10 @@ ratios much less. The code is `bench/redis_publish.py`.
 """
 
 _METHOD = f"""\
-Every peer publishes the same encoded envelopes (`Event.encode()`) to the same
-pub/sub topic on the same Redis, from one asyncio process, over loopback; the
-topic has no subscribers. Events are built before the clock starts, except in
+Every peer publishes the same encoded envelopes (`Event.encode()`; broadcaster
+gets the same JSON as `str`, its message type) to the same pub/sub topic on the
+same Redis, from one asyncio process, over loopback; the topic has no
+subscribers. Events are built before the clock starts, except in
 the "incl. building" rows. Peers run interleaved, order rotated each round,
 after an untimed warm-up; the table shows each peer's median events/s and the
 range over the rounds. "vs broadcaster" divides by broadcaster's median
@@ -449,11 +463,18 @@ def summary(report: Report) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.redis_publish", description=__doc__)
+    """Measure, write the report, print a summary: what ``bench/run`` calls."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.redis_publish",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--url", default=DEFAULT_URL, help="Redis to measure against")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--single", type=int, default=3000, help="events per single-event run")
-    parser.add_argument("--batched", type=int, default=20000, help="events per batch run")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument(
+        "--single", type=int, default=SINGLE_EVENTS, help="events per single-event run"
+    )
+    parser.add_argument("--batched", type=int, default=BATCHED_EVENTS, help="events per batch run")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     report = asyncio.run(

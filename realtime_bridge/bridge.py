@@ -326,7 +326,10 @@ class Bridge:
             return
         self._closed = True
         await self.drain_shadows(shadow_timeout)
-        for task in list(self._shadow_tasks):
+        stuck = list(self._shadow_tasks)
+        for task in stuck:
             task.cancel()
+        # Wait for the cancellations to land, so no adapter is closed mid-publish.
+        await asyncio.gather(*stuck, return_exceptions=True)
         for route in self._routes():
             await route.adapter.aclose()

@@ -93,9 +93,10 @@ class EventCatalog:
     def json_schema(self) -> dict[str, Any]:
         """A JSON Schema document: one definition per event, and a union of them all."""
         models = [(model, "serialization") for model in self._by_type.values()]
-        _, top = models_json_schema(models, title="realtime_bridge event catalog")  # type: ignore[arg-type]
-        refs = [{"$ref": f"#/$defs/{model.__name__}"} for model in self._by_type.values()]
-        mapping = {t: f"#/$defs/{m.__name__}" for t, m in self._by_type.items()}
+        keys, top = models_json_schema(models, title="realtime_bridge event catalog")  # type: ignore[arg-type]
+        # pydantic renames a definition when two classes share a name: use its refs.
+        mapping = {t: keys[(m, "serialization")]["$ref"] for t, m in self._by_type.items()}
+        refs = [{"$ref": ref} for ref in mapping.values()]
         top["oneOf"] = refs
         top["discriminator"] = {"propertyName": "type", "mapping": mapping}
         top["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from .errors import InvalidChannel, InvalidEvent
 from .ids import new_event_id
@@ -160,6 +160,13 @@ class Event(BaseModel):
             self._data_json = to_json(self.data)
         except PydanticSerializationError as exc:
             raise ValueError(f"data is not JSON-serialisable: {exc}") from None
+        if b"NaN" in self._data_json or b"Infinity" in self._data_json:
+            try:  # to_json writes NaN/Infinity as bare tokens, which are not JSON
+                from_json(self._data_json, allow_inf_nan=False)
+            except ValueError:
+                raise ValueError(
+                    "data is not JSON-serialisable: NaN and Infinity have no JSON form"
+                ) from None
         return self
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
@@ -186,7 +193,7 @@ class Event(BaseModel):
         JSON escaping, so they are spliced in directly.
         """
         seq = b"null" if self.seq is None else str(self.seq).encode()
-        ts = b"null" if self.ts is None else b'"' + self.ts.isoformat().encode() + b'"'
+        ts = b"null" if self.ts is None else to_json(self.ts)  # as model_dump(mode="json")
         return b"".join(
             (
                 b'{"v":%d,"id":"%s","type":"%s","channel":"%s","data":'

@@ -34,6 +34,8 @@ import redis.asyncio as aioredis
 from realtime_bridge.events import Event
 
 __all__ = [
+    "HOST",
+    "STARTUP_TIMEOUT",
     "LiveMessage",
     "LiveTap",
     "RedisCluster",
@@ -77,10 +79,25 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """Where the kernel starts picking source ports for outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(*, cluster_bus: bool = False) -> int:
-    """A port nothing listens on now (and, for a cluster node, its bus port too)."""
+    """A port nothing listens on now (and, for a cluster node, its bus port too).
+
+    Ports come from below the ephemeral range, so an outgoing connection cannot
+    take one between a server's kill and its restart on the same port.
+    """
+    highest = _ephemeral_low() - 1 - (_BUS_OFFSET if cluster_bus else 0)
+    if highest < 12000:  # an unusual range: any unprivileged port will have to do
+        highest = 65535 - (_BUS_OFFSET if cluster_bus else 0)
     for _ in range(200):
-        port = random.randint(20000, 55000 if cluster_bus else 60000)
+        port = random.randint(10000, highest)
         if _port_free(port) and (not cluster_bus or _port_free(port + _BUS_OFFSET)):
             return port
     raise RuntimeError("no free port found for a private redis-server")
@@ -358,6 +375,10 @@ class LiveTap:
         self._pubsub = self._client.pubsub()
 
     async def __aenter__(self) -> LiveTap:
+        return await self.start()
+
+    async def start(self) -> LiveTap:
+        """Subscribe, and return once the server has confirmed every subscription."""
         await self._pubsub.subscribe(*self.topics)
         confirmed = 0
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -382,10 +403,10 @@ class LiveTap:
         return [message.event.id for message in self.messages]
 
     async def collect(
-        self, done: Callable[[list[LiveMessage]], bool], *, timeout: float = STARTUP_TIMEOUT
+        self, done: Callable[[list[LiveMessage]], bool], *, within: float = STARTUP_TIMEOUT
     ) -> list[LiveMessage]:
-        """Read messages until ``done(messages)`` holds; fail after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
+        """Read messages until ``done(messages)`` holds; fail after ``within`` seconds."""
+        deadline = time.monotonic() + within
         while not done(self.messages):
             if time.monotonic() > deadline:
                 raise AssertionError(

@@ -12,7 +12,8 @@ for TLS. Options: ``history`` (events kept per channel, default 1000),
 ``exact`` (trim exactly instead of approximately), ``dedupe_ttl`` (seconds,
 default 3600; also how long an event id works as a history cursor),
 ``history_ttl`` (seconds a quiet channel's history lives, default 86400),
-``prefix`` (default ``rb``), ``cluster``, ``timeout`` (seconds, default 5),
+``prefix`` (default ``rb``), ``cluster`` (Redis Cluster: database 0 only),
+``timeout`` (seconds, default 5),
 ``max_payload`` (bytes of data, default 1 MiB).
 """
 
@@ -24,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult, urlsplit
 
 import redis.asyncio as aioredis
@@ -119,6 +120,20 @@ def _mapped_errors(adapter: str) -> Iterator[None]:
         raise VendorUnavailable(f"Redis error: {exc}", adapter=adapter) from exc
 
 
+def _client(
+    base_url: str, *, cluster: bool, timeout: float
+) -> aioredis.Redis | aioredis.RedisCluster:
+    """A lazily connecting client; retries are the Bridge's job, so redis-py makes none."""
+    common: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if cluster:
+        return aioredis.RedisCluster.from_url(base_url, **common)
+    return aioredis.Redis.from_url(base_url, health_check_interval=30, **common)
+
+
 class RedisAdapter(Adapter):
     """Publish, history, presence and occupancy on one Redis (or a Redis Cluster)."""
 
@@ -159,25 +174,20 @@ class RedisAdapter(Adapter):
         self._list = client.register_script(_script("presence_list"))
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> RedisAdapter:
+    def from_url(cls, url: str, **options: Any) -> Self:
         """Build from ``redis://`` / ``rediss://``; connects lazily, on first use."""
         parts = urlsplit(url)
         query = QueryOptions(parts.query, adapter="redis", known=_OPTIONS)
         base = SplitResult(parts.scheme, parts.netloc, parts.path, "", "").geturl()
-        timeout = query.number("timeout", 5.0)
-        common: dict[str, Any] = {
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-            "retry": Retry(NoBackoff(), 0),
-        }
+        cluster = query.flag("cluster", False)
+        if cluster and parts.path not in ("", "/", "/0"):
+            raise ConfigurationError(
+                f"bad Redis URL {redact_url(url)!r}: Redis Cluster has only database 0, "
+                f"so the path must be empty or /0, not {parts.path!r}"
+            )
         try:
-            if query.flag("cluster", False):
-                client: aioredis.Redis | aioredis.RedisCluster = aioredis.RedisCluster.from_url(
-                    base, **common
-                )
-            else:
-                client = aioredis.Redis.from_url(base, health_check_interval=30, **common)
-        except (ValueError, redis_errors.RedisClusterException) as exc:  # e.g. /1 on a cluster
+            client = _client(base, cluster=cluster, timeout=query.number("timeout", 5.0))
+        except (ValueError, redis_errors.RedisClusterException) as exc:
             raise ConfigurationError(f"bad Redis URL {redact_url(url)!r}: {exc}") from exc
         options.setdefault("label", redact_url(base))
         options.setdefault("history", query.integer("history", 1000))

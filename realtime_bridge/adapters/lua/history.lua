@@ -5,9 +5,10 @@
 -- ARGV[2] how many entries to return.
 --
 -- Returns the entries (newest first for 'latest' and 'before', oldest first for
--- 'after'), or nil when the cursor is unknown. For 'after', a cursor whose own
--- entry has been trimmed away is unknown too: entries after it may have gone
--- with it, and a client must re-fetch rather than silently miss them.
+-- 'after'), or nil when the cursor is unknown. A cursor whose own entry has
+-- been trimmed away is unknown too, as in the memory adapter: for 'after',
+-- entries after it may have gone with it, and a client must re-fetch rather
+-- than silently miss them.
 local stream, mode, count = KEYS[1], ARGV[1], tonumber(ARGV[2])
 if mode == 'latest' then
   return redis.call('XREVRANGE', stream, '+', '-', 'COUNT', count)
@@ -16,10 +17,10 @@ local entry = redis.call('GET', KEYS[2])
 if not entry then
   return false
 end
-if mode == 'before' then
-  return redis.call('XREVRANGE', stream, '(' .. entry, '-', 'COUNT', count)
-end
 if #redis.call('XRANGE', stream, entry, entry) == 0 then
   return false
+end
+if mode == 'before' then
+  return redis.call('XREVRANGE', stream, '(' .. entry, '-', 'COUNT', count)
 end
 return redis.call('XRANGE', stream, '(' .. entry, '+', 'COUNT', count)
