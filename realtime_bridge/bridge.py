@@ -25,6 +25,7 @@ from .events import Event, validate_channel
 from .metering import AdapterStats, Meter
 from .retry import CircuitBreaker, RetryPolicy
 from .settings import BridgeSettings, adapter_from_url
+from .shadows import ShadowLane
 
 __all__ = ["Bridge", "PublishReceipt"]
 
@@ -85,8 +86,6 @@ class Bridge:
         self.retry = retry or RetryPolicy()
         self.meter = Meter()
         self._clock = clock
-        self._max_pending_shadows = max_pending_shadows
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
         def route(adapter: Adapter, role: str) -> _Route:
@@ -99,6 +98,15 @@ class Bridge:
         self._primary = route(primary, "primary")
         self._fallbacks = [route(adapter, "fallback") for adapter in fallbacks]
         self._shadows = [route(adapter, "shadow") for adapter in shadows]
+        self._lanes = [
+            ShadowLane(
+                r.label,
+                functools.partial(self._send_copy, r),
+                r.stats,
+                capacity=max_pending_shadows,
+            )
+            for r in self._shadows
+        ]
 
     def _unique_label(self, name: str) -> str:
         label, n = name, 1
@@ -190,14 +198,14 @@ class Bridge:
         self._start_shadows(batch)
         progress = _Progress()
         errors: dict[str, RealtimeBridgeError] = {}
-        for route in [self._primary, *self._fallbacks]:
+        chain = [self._primary, *self._fallbacks]
+        for position, route in enumerate(chain, start=1):
             try:
                 await self._send_all(route, batch, progress)
             except TransientError as exc:
                 errors[route.label] = exc
-                logger.warning(
-                    "publish via %s failed, trying the next adapter: %s", route.label, exc
-                )
+                if position < len(chain):
+                    logger.warning("publish via %s failed, failing over: %s", route.label, exc)
                 continue
             return PublishReceipt(
                 adapter=route.label,
@@ -222,6 +230,9 @@ class Bridge:
         stats.duplicates += len(result.duplicates)
         stats.bytes += sum(len(event.data_json) for event in chunk)
 
+    async def _send_copy(self, route: _Route, events: list[Event]) -> None:
+        await self._send_all(route, events, _Progress())
+
     async def _call(self, route: _Route, attempt: Callable[[], Awaitable[T]]) -> T:
         """One adapter call with retries, the breaker, and timing."""
 
@@ -242,28 +253,12 @@ class Bridge:
     # -- shadows ---------------------------------------------------------
 
     def _start_shadows(self, events: list[Event]) -> None:
-        for route in self._shadows:
-            if len(self._shadow_tasks) >= self._max_pending_shadows:
-                route.stats.shadow_dropped += len(events)
-                continue
-            task = asyncio.create_task(self._shadow(route, list(events)))
-            self._shadow_tasks.add(task)
-            task.add_done_callback(self._shadow_tasks.discard)
-
-    async def _shadow(self, route: _Route, events: list[Event]) -> None:
-        try:
-            await self._send_all(route, events, _Progress())
-        except RealtimeBridgeError as exc:  # a shadow never fails the primary
-            logger.info("shadow %s failed: %s", route.label, exc)
-        except Exception as exc:
-            route.stats.failures += 1
-            route.stats.last_error = f"{type(exc).__name__}: {exc}"
-            logger.exception("shadow %s raised an unexpected error", route.label)
+        for lane in self._lanes:
+            lane.offer(events)
 
     async def drain_shadows(self, within: float | None = None) -> None:
-        """Wait up to ``within`` seconds for the shadow copies already started to finish."""
-        if self._shadow_tasks:
-            await asyncio.wait(set(self._shadow_tasks), timeout=within)
+        """Wait up to ``within`` seconds for the shadow copies already queued to be sent."""
+        await asyncio.gather(*(lane.drain(within) for lane in self._lanes))
 
     # -- reading ---------------------------------------------------------
 
@@ -326,10 +321,7 @@ class Bridge:
             return
         self._closed = True
         await self.drain_shadows(shadow_timeout)
-        stuck = list(self._shadow_tasks)
-        for task in stuck:
-            task.cancel()
-        # Wait for the cancellations to land, so no adapter is closed mid-publish.
-        await asyncio.gather(*stuck, return_exceptions=True)
+        for lane in self._lanes:
+            await lane.close()
         for route in self._routes():
             await route.adapter.aclose()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 
 __all__ = ["new_event_id"]
 
@@ -41,4 +40,5 @@ def new_event_id() -> str:
     ms, counter = _next_timestamp_and_counter()
     rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
-    return str(uuid.UUID(int=value))
+    digits = f"{value:032x}"  # the canonical 8-4-4-4-12 form, without building a uuid.UUID
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"

@@ -221,8 +221,10 @@ def test_failover_warning_is_a_single_line_too(capsys: pytest.CaptureFixture[str
     url = f"redis://127.0.0.1:{free_port()}/0"
     code, _, err = run(capsys, "publish", "--url", url, "orders.42", "x")
     assert code == 2
-    warnings = [line for line in err.splitlines() if line.startswith("realtime-bridge: warning:")]
-    assert len(warnings) == 1 and len(err.splitlines()) == 2
+    lines = err.splitlines()
+    assert lines, "expected the failover warning and the error"
+    assert all(line.startswith("realtime-bridge: warning: ") for line in lines[:-1])
+    assert lines[-1].startswith("realtime-bridge: error: every adapter failed")
     assert "Traceback" not in err
 
 

@@ -290,7 +290,7 @@ def test_several_problems_are_all_reported() -> None:
     message = str(caught.value)
     # Not only the channel is wrong, so the error is the broader InvalidEvent.
     assert not isinstance(caught.value, InvalidChannel)
-    for field in ("channel:", "type:", "id:"):
+    for field in ("channel 'bad channel'", "type:", "id:"):
         assert field in message
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -167,7 +168,7 @@ class RedisAdapter(Adapter):
         self._label = label
         self._cluster = isinstance(client, aioredis.RedisCluster)
         self._prefix = prefix
-        self._publish_args = [history, "=" if exact else "~", dedupe_ttl, history_ttl]
+        self._publish_args: list[Any] = [history, "=" if exact else "~", dedupe_ttl, history_ttl]
         self._publish = client.register_script(_script("publish"))
         self._history = client.register_script(_script("history"))
         self._enter = client.register_script(_script("presence_enter"))
@@ -180,6 +181,11 @@ class RedisAdapter(Adapter):
         query = QueryOptions(parts.query, adapter="redis", known=_OPTIONS)
         base = SplitResult(parts.scheme, parts.netloc, parts.path, "", "").geturl()
         cluster = query.flag("cluster", False)
+        if not re.fullmatch(r"/?|/\d+", parts.path):
+            raise ConfigurationError(
+                f"bad Redis URL {redact_url(url)!r}: the path must be a database number "
+                f"such as /0, not {parts.path!r}"
+            )
         if cluster and parts.path not in ("", "/", "/0"):
             raise ConfigurationError(
                 f"bad Redis URL {redact_url(url)!r}: Redis Cluster has only database 0, "
@@ -212,16 +218,14 @@ class RedisAdapter(Adapter):
         duplicates: list[str] = []
         for group in self._by_slot(events):
             keys: list[str] = []
-            args: list[Any] = list(self._publish_args)
+            payloads: list[bytes] = []
             for event in group:
-                where = self.keys(event.channel)
-                keys += (where.stream, where.dedupe(event.id))
-                args += (where.topic, event.encode())
+                tag = f"{self._prefix}:{{{event.channel}}}"  # RedisKeys, inlined: the hot path
+                keys += (f"{tag}:stream", f"{tag}:id:{event.id}")
+                payloads.append(event.encode())
             with _mapped_errors(self.name):
-                entries = await self._publish(keys=keys, args=args)
-            duplicates += [
-                event.id for event, entry in zip(group, entries, strict=True) if not entry
-            ]
+                dropped = await self._publish(keys=keys, args=self._publish_args + payloads)
+            duplicates += [group[position - 1].id for position in dropped]
         return PublishResult(published=len(events) - len(duplicates), duplicates=tuple(duplicates))
 
     def _by_slot(self, events: Sequence[Event]) -> list[Sequence[Event]]:
