@@ -37,9 +37,9 @@ from .errors import (
     TransientError,
     VendorUnavailable,
 )
-from .events import ENVELOPE_VERSION, Event, channel_kind, validate_channel
+from .events import ENVELOPE_VERSION, MAX_CHANNEL_LENGTH, Event, channel_kind, validate_channel
 from .ids import new_event_id
-from .retry import CircuitBreaker, RetryPolicy
+from .retry import BreakerState, CircuitBreaker, RetryPolicy
 from .settings import BridgeSettings, adapter_from_url, redact_url
 
 __version__ = "0.1.0"
@@ -49,8 +49,10 @@ logging.getLogger("realtime_bridge").addHandler(logging.NullHandler())
 
 __all__ = [
     "ENVELOPE_VERSION",
+    "MAX_CHANNEL_LENGTH",
     "Adapter",
     "AuthenticationFailed",
+    "BreakerState",
     "Bridge",
     "BridgeSettings",
     "Capability",

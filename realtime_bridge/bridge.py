@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .adapters.base import Adapter, Capability, HistoryPage, Member, Occupancy, PublishResult
-from .errors import DeliveryFailed, InvalidEvent, RealtimeBridgeError, TransientError
+from .errors import CircuitOpen, DeliveryFailed, InvalidEvent, RealtimeBridgeError, TransientError
 from .events import Event, validate_channel
 from .metering import AdapterStats, Meter
 from .retry import CircuitBreaker, RetryPolicy
@@ -237,10 +237,15 @@ class Bridge:
         """One adapter call with retries, the breaker, and timing."""
 
         async def timed() -> T:
+            try:
+                route.breaker.before_call(route.label)
+            except CircuitOpen:
+                route.stats.skipped += 1  # not a call: the adapter was never reached
+                raise
             route.stats.calls += 1
             started = self._clock()
             try:
-                return await route.breaker.call(route.label, attempt)
+                return await route.breaker.track(attempt)
             except RealtimeBridgeError as exc:
                 route.stats.failures += 1
                 route.stats.last_error = str(exc)

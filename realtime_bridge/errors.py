@@ -20,6 +20,10 @@ Every error the library raises derives from one root, and is either
             ├── InvalidChannel         the channel name is not portable
             └── PayloadTooLarge        bigger than an adapter's limit, in bytes
 
+Misusing an argument (a history ``limit`` out of range, ``before`` and
+``after`` together) raises ``ValueError``, as any Python API would; bad
+*events* and bad *configuration* always raise the library's own errors.
+
 Errors are raised at the edge where a vendor's or a driver's error is caught,
 once, with ``raise ... from exc`` so the original stays on ``__cause__``.
 Messages name the adapter, the field, the rule and the value, and never a

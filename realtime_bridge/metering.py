@@ -25,6 +25,8 @@ class AdapterStats:
     role: str
     calls: int = 0
     failures: int = 0
+    #: Calls not made because the adapter's circuit breaker was open.
+    skipped: int = 0
     events: int = 0
     bytes: int = 0
     duplicates: int = 0
@@ -47,6 +49,7 @@ class AdapterStats:
             "role": self.role,
             "calls": self.calls,
             "failures": self.failures,
+            "skipped": self.skipped,
             "events": self.events,
             "bytes": self.bytes,
             "duplicates": self.duplicates,

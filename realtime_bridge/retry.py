@@ -141,6 +141,10 @@ class CircuitBreaker:
     async def call(self, adapter: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run one attempt through the breaker, recording how it ended."""
         self.before_call(adapter)
+        return await self.track(attempt)
+
+    async def track(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Await an attempt already let through by ``before_call``, recording how it ended."""
         try:
             result = await attempt()
         except TransientError:
