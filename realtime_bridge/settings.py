@@ -17,6 +17,7 @@ everywhere the library shows a URL.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import SplitResult, urlsplit
@@ -47,6 +48,8 @@ ADAPTERS: dict[str, tuple[str, str, str]] = {
 # Schemes whose user part is itself a secret (the password part always is).
 _SECRET_USER_SCHEMES = frozenset({"supabase", "liveblocks"})
 _MASK = "***"
+# "//user:password@" (the password masked) or "//secret@" (the whole user part masked).
+_CREDENTIALS = re.compile(r"(//(?:[^/@:]*:)?)[^/@]*@")
 
 #: Read from the working directory by ``BridgeSettings``.
 TOML_FILE = "realtime_bridge.toml"
@@ -58,8 +61,8 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port
-    except ValueError:
-        return f"<unparseable URL, {len(url)} characters>"
+    except ValueError:  # e.g. a port that is not a number: mask by pattern instead
+        return _CREDENTIALS.sub(r"\1***@", url)
     if parts.username is None and parts.password is None:
         return url
     user = parts.username or ""

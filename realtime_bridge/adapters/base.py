@@ -44,6 +44,19 @@ class Capability(StrEnum):
     WEBHOOKS = "webhooks"
 
 
+#: What the memory and Redis adapters (and the gateway over them) offer: all but
+#: the vendor-only client auth and webhooks.
+SELF_HOSTED_CAPABILITIES = frozenset(
+    {
+        Capability.PUBLISH,
+        Capability.BATCH,
+        Capability.PRESENCE,
+        Capability.HISTORY,
+        Capability.OCCUPANCY,
+        Capability.IDEMPOTENT,
+    }
+)
+
 # Which method each capability obliges an adapter to override.
 _REQUIRED_METHOD = {
     Capability.PRESENCE: "presence",

@@ -20,7 +20,16 @@ from urllib.parse import urlsplit
 from ..errors import CursorNotFound
 from ..events import Event
 from ._query import QueryOptions
-from .base import Adapter, Capability, HistoryPage, Limits, Member, Occupancy, PublishResult
+from .base import (
+    SELF_HOSTED_CAPABILITIES,
+    Adapter,
+    Capability,
+    HistoryPage,
+    Limits,
+    Member,
+    Occupancy,
+    PublishResult,
+)
 
 __all__ = ["MemoryAdapter", "Subscription"]
 
@@ -60,16 +69,7 @@ class MemoryAdapter(Adapter):
     """Everything in this process's memory; nothing survives a restart."""
 
     scheme = "memory"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {
-            Capability.PUBLISH,
-            Capability.BATCH,
-            Capability.PRESENCE,
-            Capability.HISTORY,
-            Capability.OCCUPANCY,
-            Capability.IDEMPOTENT,
-        }
-    )
+    capabilities: ClassVar[frozenset[Capability]] = SELF_HOSTED_CAPABILITIES
 
     def __init__(
         self,

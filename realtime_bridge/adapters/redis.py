@@ -45,7 +45,16 @@ from ..errors import (
 from ..events import Event
 from ..settings import redact_url
 from ._query import QueryOptions
-from .base import Adapter, Capability, HistoryPage, Limits, Member, Occupancy, PublishResult
+from .base import (
+    SELF_HOSTED_CAPABILITIES,
+    Adapter,
+    Capability,
+    HistoryPage,
+    Limits,
+    Member,
+    Occupancy,
+    PublishResult,
+)
 
 __all__ = ["RedisAdapter", "RedisKeys"]
 
@@ -139,16 +148,7 @@ class RedisAdapter(Adapter):
     """Publish, history, presence and occupancy on one Redis (or a Redis Cluster)."""
 
     scheme = "redis"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {
-            Capability.PUBLISH,
-            Capability.BATCH,
-            Capability.PRESENCE,
-            Capability.HISTORY,
-            Capability.OCCUPANCY,
-            Capability.IDEMPOTENT,
-        }
-    )
+    capabilities: ClassVar[frozenset[Capability]] = SELF_HOSTED_CAPABILITIES
 
     def __init__(
         self,
