@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from .adapters.base import Adapter, Capability, HistoryPage, Member, Occupancy, PublishResult
 from .errors import CircuitOpen, DeliveryFailed, InvalidEvent, RealtimeBridgeError, TransientError
@@ -27,7 +27,7 @@ from .retry import CircuitBreaker, RetryPolicy
 from .settings import BridgeSettings, adapter_from_url
 from .shadows import ShadowLane
 
-__all__ = ["Bridge", "PublishReceipt"]
+__all__ = ["Bridge", "HistorySource", "PublishReceipt"]
 
 logger = logging.getLogger("realtime_bridge")
 T = TypeVar("T")
@@ -51,6 +51,14 @@ class _Progress:
 
     sent: int = 0
     duplicates: list[str] = field(default_factory=list)
+
+
+class HistorySource(Protocol):
+    """Where history comes from when the primary adapter keeps none (the outbox)."""
+
+    async def history(
+        self, channel: str, *, limit: int, before: str | None, after: str | None
+    ) -> HistoryPage: ...
 
 
 class _Route:
@@ -87,6 +95,8 @@ class Bridge:
         self.meter = Meter()
         self._clock = clock
         self._closed = False
+        #: Answers ``history()`` when the primary keeps none (the outbox sets itself here).
+        self.history_source: HistorySource | None = None
 
         def route(adapter: Adapter, role: str) -> _Route:
             label = self._unique_label(adapter.name)
@@ -291,6 +301,10 @@ class Bridge:
             raise ValueError(f"history limit must be 1 to {MAX_HISTORY_LIMIT}, got {limit}")
         if before is not None and after is not None:
             raise ValueError("history takes either before= or after=, not both")
+        if self.history_source is not None and not self.primary.supports(Capability.HISTORY):
+            return await self.history_source.history(
+                channel, limit=limit, before=before, after=after
+            )
         route = self._reader(Capability.HISTORY)
         return await self._call(
             route,

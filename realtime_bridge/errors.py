@@ -9,7 +9,8 @@ Every error the library raises derives from one root, and is either
     │   ├── RateLimited                carries ``retry_after`` seconds, when the vendor said
     │   └── VendorUnavailable          network error, timeout, 5xx, server down
     │       ├── CircuitOpen            the breaker is open: the adapter is not even tried
-    │       └── DeliveryFailed         every adapter (primary and fallbacks) failed
+    │       ├── DeliveryFailed         every adapter (primary and fallbacks) failed
+    │       └── DatabaseUnavailable    the outbox's database cannot be reached
     └── PermanentError                 never retried
         ├── ConfigurationError         bad URL, unknown scheme, missing setting
         ├── AuthenticationFailed       wrong key, secret or password
@@ -38,6 +39,7 @@ __all__ = [
     "CircuitOpen",
     "ConfigurationError",
     "CursorNotFound",
+    "DatabaseUnavailable",
     "DeliveryFailed",
     "InvalidChannel",
     "InvalidEvent",
@@ -108,6 +110,10 @@ class DeliveryFailed(VendorUnavailable):
         detail = "; ".join(f"[{exc}]" for exc in errors.values())
         super().__init__(f"every adapter failed: {detail}")
         self.errors = errors
+
+
+class DatabaseUnavailable(VendorUnavailable):
+    """The outbox's database cannot be reached; the relay reconnects by itself."""
 
 
 class ConfigurationError(PermanentError):

@@ -211,6 +211,30 @@ class Event(BaseModel):
         )
 
     @classmethod
+    def from_stored(
+        cls,
+        *,
+        id: str,
+        type: str,
+        channel: str,
+        data_json: bytes,
+        v: int = ENVELOPE_VERSION,
+        seq: int | None = None,
+        ts: datetime | None = None,
+    ) -> Event:
+        """Rebuild an event that was validated when it was stored (the outbox's rows).
+
+        Skips validation and reuses the stored JSON as ``data_json``: the relay
+        rebuilds every event it publishes, and validating twice would cost more
+        than the publish itself.
+        """
+        event = cls.model_construct(
+            v=v, id=id, type=type, channel=channel, data=from_json(data_json), seq=seq, ts=ts
+        )
+        event.__pydantic_private__ = {"_data_json": data_json}
+        return event
+
+    @classmethod
     def decode(cls, raw: bytes | str) -> Event:
         """Parse an envelope produced by ``encode()``; raises ``InvalidEvent`` if malformed."""
         try:

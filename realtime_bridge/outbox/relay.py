@@ -1,0 +1,239 @@
+"""The relay: publishes committed outbox rows and marks them sent once acknowledged.
+
+One cycle: claim a batch (each channel's rows in commit order, ``seq``
+assigned), publish it through the Bridge in the adapters' batch sizes, mark
+the rows sent. A transient failure puts the rows back with a backoff (and a
+vendor's Retry-After) recorded on the row; the failed rows hold back later
+rows of their own channel only. A permanent failure isolates the offending
+event and dead-letters it with the reason, while the rest flows. A relay
+killed at any point loses nothing: unmarked rows are published again, with
+the same ids and seqs (at least once; clients drop duplicates by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from ..bridge import Bridge
+from ..errors import (
+    DatabaseUnavailable,
+    DeliveryFailed,
+    PermanentError,
+    RateLimited,
+    RealtimeBridgeError,
+    TransientError,
+)
+from .database import OutboxDatabase, OutboxRow
+
+__all__ = ["Outcome", "Relay", "RelayStats"]
+
+logger = logging.getLogger("realtime_bridge.relay")
+
+
+class Outcome(enum.Enum):
+    """How one publish attempt of a batch ended."""
+
+    SENT = "sent"
+    RETRIED = "retried"
+    ISOLATED = "isolated"
+
+
+@dataclass
+class RelayStats:
+    """What this relay did since it started."""
+
+    cycles: int = 0
+    published: int = 0
+    retried: int = 0
+    dead: int = 0
+    database_errors: int = 0
+    last_lag_seconds: float | None = None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """The longest Retry-After any adapter asked for, if one did."""
+    if isinstance(exc, RateLimited):
+        return exc.retry_after
+    if isinstance(exc, DeliveryFailed):
+        waits = [w for e in exc.errors.values() if (w := _retry_after(e)) is not None]
+        return max(waits, default=None)
+    return None
+
+
+class Relay:
+    """Moves committed outbox rows to the Bridge; run it as a task or a process."""
+
+    def __init__(
+        self,
+        database: OutboxDatabase,
+        bridge: Bridge,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        max_attempts: int = 25,
+        base_delay: float = 0.5,
+        max_delay: float = 300.0,
+        retention: float = 7 * 86400.0,
+        rebalance_interval: float = 2.0,
+    ) -> None:
+        self.database = database
+        self.bridge = bridge
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.retention = retention
+        self.rebalance_interval = rebalance_interval
+        self.stats = RelayStats()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._next_rebalance = 0.0
+        self._next_cleanup = 0.0
+
+    # -- one cycle ----------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Claim, publish and mark one batch; return how many rows it held."""
+        rows = await self.database.claim(self.batch_size)
+        self.stats.cycles += 1
+        if rows:
+            await self._publish(rows)
+        return len(rows)
+
+    async def _publish(self, rows: Sequence[OutboxRow]) -> Outcome:
+        try:
+            await self.bridge.publish_many([row.event() for row in rows])
+        except TransientError as exc:
+            await self._retry(rows, exc)
+            return Outcome.RETRIED
+        except PermanentError as exc:
+            await self._isolate(rows, exc)
+            return Outcome.ISOLATED
+        await self.database.mark_sent([row.pk for row in rows])
+        self.stats.published += len(rows)
+        self.stats.last_lag_seconds = time.time() - rows[-1].created_at.timestamp()
+        return Outcome.SENT
+
+    async def _retry(self, rows: Sequence[OutboxRow], exc: RealtimeBridgeError) -> None:
+        """Back off these rows, or dead-letter those that used up their attempts."""
+        spent = [row for row in rows if row.attempts + 1 >= self.max_attempts]
+        if spent:
+            await self._dead(spent, f"gave up after {self.max_attempts} attempts: {exc}")
+        again = [row for row in rows if row.attempts + 1 < self.max_attempts]
+        if again:
+            delay = self._delay(min(row.attempts for row in again), exc)
+            await self.database.mark_retry([row.pk for row in again], delay, str(exc))
+            self.stats.retried += len(again)
+            logger.warning("%d event(s) will be retried in %.1fs: %s", len(again), delay, exc)
+
+    def _delay(self, attempts: int, exc: RealtimeBridgeError) -> float:
+        backoff = min(self.max_delay, self.base_delay * 2.0**attempts)
+        backoff *= random.uniform(0.5, 1.0)  # jitter: relays recovering together spread out
+        return max(backoff, _retry_after(exc) or 0.0)
+
+    async def _dead(self, rows: Sequence[OutboxRow], reason: str) -> None:
+        await self.database.mark_dead([row.pk for row in rows], reason)
+        self.stats.dead += len(rows)
+        logger.error("dead-lettered %d event(s): %s", len(rows), reason)
+
+    async def _isolate(self, rows: Sequence[OutboxRow], exc: PermanentError) -> None:
+        """A permanent failure: find the event(s) at fault, dead-letter them, send the rest."""
+        culprit_id = getattr(exc, "event_id", None)  # PayloadTooLarge names its event
+        culprits = [row for row in rows if row.event_id == culprit_id]
+        if culprits or len(rows) == 1:
+            await self._dead(culprits or rows, str(exc))
+            rest = [row for row in rows if row not in culprits] if culprits else []
+            if rest:
+                await self._publish(rest)
+            return
+        await self._one_by_one(rows)
+
+    async def _one_by_one(self, rows: Sequence[OutboxRow]) -> None:
+        """Publish singly, in order; a channel whose event must wait holds only itself back."""
+        held: set[str] = set()
+        for row in rows:
+            if row.channel in held:
+                continue  # stays pending; the claim keeps it behind the retried row
+            if await self._publish([row]) is Outcome.RETRIED:
+                held.add(row.channel)
+
+    # -- the loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish until ``stop()``: rebalance, clean up, claim, wait for work."""
+        self._stop.clear()
+        while not self._stop.is_set():
+            try:
+                await self._housekeeping()
+                handled = await self.run_once()
+            except DatabaseUnavailable as exc:
+                self.stats.database_errors += 1
+                logger.warning("outbox database unavailable, retrying: %s", exc)
+                await self._pause(min(self.max_delay, self.base_delay * 2))
+                continue
+            if handled < self.batch_size:
+                await self._pause(self.poll_interval, wake_on_work=True)
+
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_rebalance:
+            await self.database.rebalance()
+            self._next_rebalance = now + self.rebalance_interval
+        if now >= self._next_cleanup:
+            await self._delete_expired()
+            self._next_cleanup = now + 60.0
+
+    async def _delete_expired(self, batch: int = 1000, most: int = 100) -> None:
+        """Delete sent rows past retention in small batches: never one long, locking delete."""
+        for _ in range(most):
+            if await self.database.delete_sent(older_than=self.retention, batch=batch) < batch:
+                return
+
+    async def _pause(self, seconds: float, *, wake_on_work: bool = False) -> None:
+        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._stop.wait())]
+        if wake_on_work:
+            waits.append(asyncio.ensure_future(self.database.wait_for_work(seconds)))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from ``run()``."""
+        self._stop.set()
+
+    async def drain(self) -> int:
+        """Publish until nothing is claimable now; return how many rows were handled."""
+        await self.database.rebalance()
+        total = 0
+        while handled := await self.run_once():
+            total += handled
+        return total
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self.run(), name="realtime_bridge relay")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.database.aclose()
