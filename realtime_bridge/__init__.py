@@ -18,7 +18,7 @@ from .adapters.base import (
     Occupancy,
     PublishResult,
 )
-from .bridge import Bridge, PublishReceipt
+from .bridge import Bridge, HistorySource, PublishReceipt
 from .catalog import EventCatalog
 from .errors import (
     AuthenticationFailed,
@@ -67,6 +67,7 @@ __all__ = [
     "Event",
     "EventCatalog",
     "HistoryPage",
+    "HistorySource",
     "InvalidChannel",
     "InvalidEvent",
     "Limits",

@@ -236,4 +236,8 @@ class Relay:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close this relay's database connection (its partitions go to other relays)."""
         await self.database.aclose()
