@@ -34,6 +34,7 @@ from .catalog import EventCatalog
 from .cli_outbox import OutboxCommands, add_outbox_commands
 from .errors import ConfigurationError, RealtimeBridgeError
 from .events import Event
+from .logs import JsonFormatter
 from .settings import BridgeSettings, adapter_from_url
 
 __all__ = ["main", "render_table"]
@@ -472,11 +473,11 @@ class _OneLineFormatter(logging.Formatter):
 
 
 @contextlib.contextmanager
-def _logging_to_stderr(level: int) -> Iterator[None]:
+def _logging_to_stderr(level: int, *, as_json: bool = False) -> Iterator[None]:
     """Send the library's log records to the current stderr for one command, then undo it."""
     logger = logging.getLogger("realtime_bridge")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLineFormatter())
+    handler.setFormatter(JsonFormatter() if as_json else _OneLineFormatter())
     previous_level, previous_propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(level)
@@ -528,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse already printed
         return _exit_code(exc.code)
-    with _logging_to_stderr(_log_level(args)):
+    with _logging_to_stderr(_log_level(args), as_json=getattr(args, "log_json", False)):
         return _run(args)
 
 

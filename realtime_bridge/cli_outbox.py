@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,17 @@ __all__ = ["add_outbox_commands"]
 Emit = Callable[[argparse.Namespace, object, str], None]
 Settings = Callable[[argparse.Namespace], BridgeSettings]
 Table = Callable[[list[str], list[list[object]]], str]
+
+
+def _progress_printer() -> Callable[[int], None] | None:
+    """A one-line counter on stderr while draining, only when a person is watching."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int) -> None:
+        print(f"\rdrained {done} event(s)...", end="", file=sys.stderr, flush=True)
+
+    return show
 
 
 class OutboxCommands:
@@ -58,9 +70,13 @@ class OutboxCommands:
         async def run(outbox: Outbox) -> int:
             await outbox.migrate()
             relay = outbox.relay(batch_size=args.batch_size, poll_interval=args.poll)
+            if args.metrics_port is not None:
+                from .outbox.metrics import serve_metrics  # needs the metrics extra
+
+                serve_metrics(relay, args.metrics_port)
             try:
                 if args.drain:
-                    return await relay.drain()
+                    return await relay.drain(progress=_progress_printer())
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     with contextlib.suppress(NotImplementedError):
@@ -156,6 +172,8 @@ def add_outbox_commands(
     relay.add_argument("--batch-size", type=int, default=500, help="rows per claim (default 500)")
     relay.add_argument("--poll", type=float, default=1.0, help="seconds between polls (default 1)")
     relay.add_argument("--drain", action="store_true", help="publish what is due, then exit")
+    relay.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    relay.add_argument("--log-json", action="store_true", help="log one JSON object per line")
 
     outbox = commands.add_parser("outbox", help="the outbox's schema, backlog and dead letters")
     sub = outbox.add_subparsers(dest="outbox_command", required=True, metavar="COMMAND")

@@ -77,6 +77,10 @@ class Meter:
     def __getitem__(self, adapter: str) -> AdapterStats:
         return self._stats[adapter]
 
+    def items(self) -> list[tuple[str, AdapterStats]]:
+        """``(adapter, stats)`` pairs, in the order the adapters were registered."""
+        return list(self._stats.items())
+
     def snapshot(self) -> dict[str, dict[str, object]]:
         """Every adapter's counters as plain data (JSON-ready)."""
         return {name: stats.as_dict() for name, stats in self._stats.items()}

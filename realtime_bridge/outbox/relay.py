@@ -18,7 +18,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -32,7 +32,7 @@ from ..errors import (
     RealtimeBridgeError,
     TransientError,
 )
-from .database import OutboxDatabase, OutboxRow
+from .database import OutboxDatabase, OutboxRow, OutboxStatus
 
 __all__ = ["Outcome", "Relay", "RelayStats"]
 
@@ -84,6 +84,7 @@ class Relay:
         max_delay: float = 300.0,
         retention: float = 7 * 86400.0,
         rebalance_interval: float = 2.0,
+        status_interval: float | None = None,
     ) -> None:
         self.database = database
         self.bridge = bridge
@@ -95,6 +96,10 @@ class Relay:
         self.retention = retention
         self.rebalance_interval = rebalance_interval
         self.stats = RelayStats()
+        #: Refreshed every ``status_interval`` seconds when set (for metrics).
+        self.status_interval = status_interval
+        self.last_status: OutboxStatus | None = None
+        self._next_status = 0.0
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_rebalance = 0.0
@@ -134,7 +139,13 @@ class Relay:
             delay = self._delay(min(row.attempts for row in again), exc)
             await self.database.mark_retry([row.pk for row in again], delay, str(exc))
             self.stats.retried += len(again)
-            logger.warning("%d event(s) will be retried in %.1fs: %s", len(again), delay, exc)
+            logger.warning(
+                "%d event(s) will be retried in %.1fs: %s",
+                len(again),
+                delay,
+                exc,
+                extra={"events": len(again), "delay_seconds": round(delay, 3), "error": str(exc)},
+            )
 
     def _delay(self, attempts: int, exc: RealtimeBridgeError) -> float:
         backoff = min(self.max_delay, self.base_delay * 2.0**attempts)
@@ -144,7 +155,12 @@ class Relay:
     async def _dead(self, rows: Sequence[OutboxRow], reason: str) -> None:
         await self.database.mark_dead([row.pk for row in rows], reason)
         self.stats.dead += len(rows)
-        logger.error("dead-lettered %d event(s): %s", len(rows), reason)
+        logger.error(
+            "dead-lettered %d event(s): %s",
+            len(rows),
+            reason,
+            extra={"events": len(rows), "event_ids": [row.event_id for row in rows]},
+        )
 
     async def _isolate(self, rows: Sequence[OutboxRow], exc: PermanentError) -> None:
         """A permanent failure: find the event(s) at fault, dead-letter them, send the rest."""
@@ -178,7 +194,9 @@ class Relay:
                 handled = await self.run_once()
             except DatabaseUnavailable as exc:
                 self.stats.database_errors += 1
-                logger.warning("outbox database unavailable, retrying: %s", exc)
+                logger.warning(
+                    "outbox database unavailable, retrying: %s", exc, extra={"error": str(exc)}
+                )
                 await self._pause(min(self.max_delay, self.base_delay * 2))
                 continue
             if handled < self.batch_size:
@@ -192,6 +210,14 @@ class Relay:
         if now >= self._next_cleanup:
             await self._delete_expired()
             self._next_cleanup = now + 60.0
+        if self.status_interval is not None and now >= self._next_status:
+            await self.refresh_status()
+            self._next_status = now + self.status_interval
+
+    async def refresh_status(self) -> OutboxStatus:
+        """Read the backlog now and keep it as ``last_status`` (what metrics report)."""
+        self.last_status = await self.database.status()
+        return self.last_status
 
     async def _delete_expired(self, batch: int = 1000, most: int = 100) -> None:
         """Delete sent rows past retention in small batches: never one long, locking delete."""
@@ -214,12 +240,17 @@ class Relay:
         """Finish the batch in hand, then return from ``run()``."""
         self._stop.set()
 
-    async def drain(self) -> int:
-        """Publish until nothing is claimable now; return how many rows were handled."""
+    async def drain(self, *, progress: Callable[[int], None] | None = None) -> int:
+        """Publish until nothing is claimable now; return how many rows were handled.
+
+        ``progress`` is called with the running total after each batch.
+        """
         await self.database.rebalance()
         total = 0
         while handled := await self.run_once():
             total += handled
+            if progress is not None:
+                progress(total)
         return total
 
     async def __aenter__(self) -> Self:

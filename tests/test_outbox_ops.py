@@ -1,0 +1,108 @@
+"""Operating a relay: Prometheus metrics, JSON logs, and the drain command's output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sqlite3
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from realtime_bridge import Bridge, Event
+from realtime_bridge.cli import main
+from realtime_bridge.logs import JsonFormatter
+from realtime_bridge.outbox import Outbox
+from realtime_bridge.testing import FakeAdapter, instant_retry
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_metrics_expose_relay_backlog_and_adapter_counters(tmp_path: Path) -> None:
+    from realtime_bridge.outbox.metrics import RelayCollector
+
+    fake = FakeAdapter(label="fake://vendor")
+    outbox = Outbox(f"sqlite:///{tmp_path / 'o.db'}", bridge=Bridge(fake, retry=instant_retry(1)))
+    await outbox.migrate()
+    with sqlite3.connect(tmp_path / "o.db") as db:
+        events = [Event(channel=f"c{i % 2}", type="t", data={"i": i}) for i in range(5)]
+        await outbox.enqueue(db, *events)
+    db.close()
+    relay = outbox.relay()
+    try:
+        fake.fail_next(1)
+        await relay.drain()  # the first batch fails once and is put back
+        await relay.refresh_status()
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in RelayCollector(relay).collect()
+            for sample in family.samples
+        }
+    finally:
+        await relay.aclose()
+        await outbox.aclose()
+    assert samples[("realtime_bridge_relay_retried_total", ())] == 5
+    assert samples[("realtime_bridge_outbox_pending", ())] == 5
+    assert (
+        samples[
+            (
+                "realtime_bridge_adapter_failures_total",
+                (("adapter", "fake://vendor"), ("role", "primary")),
+            )
+        ]
+        == 1
+    )
+
+
+async def test_metrics_are_served_over_http(tmp_path: Path) -> None:
+    from realtime_bridge.outbox.metrics import serve_metrics
+
+    outbox = Outbox(f"sqlite:///{tmp_path / 'o.db'}", bridge=Bridge(FakeAdapter()))
+    await outbox.migrate()
+    relay = outbox.relay()
+    port = free_port()
+    try:
+        serve_metrics(relay, port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+    finally:
+        await relay.aclose()
+        await outbox.aclose()
+    assert "realtime_bridge_relay_published_total 0.0" in body
+
+
+def test_json_log_lines_carry_extra_fields() -> None:
+    record = logging.makeLogRecord(
+        {"name": "realtime_bridge.relay", "levelname": "WARNING", "msg": "retry %d", "args": (3,)}
+    )
+    record.events = 3
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "retry 3"
+    assert entry["level"] == "warning"
+    assert entry["events"] == 3
+
+
+def test_relay_drain_command_with_json_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    assert main(["outbox", "migrate", "--database", url]) == 0
+    with sqlite3.connect(tmp_path / "o.db") as db:
+        db.execute(
+            "INSERT INTO realtime_outbox (event_id, channel, type, data) "
+            "VALUES ('e1', 'orders.1', 'order.updated', '{}')"
+        )
+    db.close()
+    assert main(["relay", "--drain", "--log-json", "--database", url]) == 0
+    out = capsys.readouterr().out
+    assert "drained: 1 event(s) published" in out
+    assert main(["outbox", "status", "--json", "--database", url]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["sent"] == 1 and status["pending"] == 0
