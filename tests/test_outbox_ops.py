@@ -6,9 +6,9 @@ import json
 import logging
 import socket
 import sqlite3
-import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
 from realtime_bridge import Bridge, Event
@@ -69,8 +69,8 @@ async def test_metrics_are_served_over_http(tmp_path: Path) -> None:
     port = free_port()
     try:
         serve_metrics(relay, port)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            body = response.read().decode()
+        async with httpx.AsyncClient() as client:
+            body = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=5)).text
     finally:
         await relay.aclose()
         await outbox.aclose()
