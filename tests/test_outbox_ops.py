@@ -68,9 +68,13 @@ async def test_metrics_are_served_over_http(tmp_path: Path) -> None:
     relay = outbox.relay()
     port = free_port()
     try:
-        serve_metrics(relay, port)
-        async with httpx.AsyncClient() as client:
-            body = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=5)).text
+        server = serve_metrics(relay, port)
+        try:
+            async with httpx.AsyncClient() as client:
+                body = (await client.get(f"http://127.0.0.1:{port}/metrics", timeout=5)).text
+        finally:
+            server.shutdown()
+            server.server_close()
     finally:
         await relay.aclose()
         await outbox.aclose()

@@ -9,6 +9,7 @@ last backlog snapshot when Prometheus scrapes. ``realtime-bridge relay
 from __future__ import annotations
 
 from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -79,12 +80,12 @@ class RelayCollector(Collector):
         yield from (calls, failures, latency)
 
 
-def serve_metrics(relay: Relay, port: int, *, address: str = "127.0.0.1") -> CollectorRegistry:
-    """Serve the relay's metrics over HTTP on ``address:port``; returns the registry."""
+def serve_metrics(relay: Relay, port: int, *, address: str = "127.0.0.1") -> WSGIServer:
+    """Serve the relay's metrics on ``address:port`` from a thread; ``.shutdown()`` stops it."""
     from prometheus_client import start_http_server
 
     registry = CollectorRegistry()
     registry.register(RelayCollector(relay))
     relay.status_interval = relay.status_interval or 5.0
-    start_http_server(port, addr=address, registry=registry)
-    return registry
+    server, _thread = start_http_server(port, addr=address, registry=registry)
+    return server
