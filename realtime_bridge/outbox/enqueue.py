@@ -26,10 +26,14 @@ __all__ = ["insert_events", "rows_of"]
 
 _COLUMNS = "event_id, channel, type, v, data"
 
+# ``data`` travels as text and becomes json on the server: a JSON codec the application
+# set on its connection (asyncpg's ``set_type_codec("json", encoder=json.dumps)``) would
+# otherwise encode the already-encoded text again, storing a JSON string.
 _PG_ARRAYS = (
     f"INSERT INTO realtime_outbox ({_COLUMNS}) "
     "SELECT * FROM unnest(CAST({ids} AS text[]), CAST({channels} AS text[]), "
-    "CAST({types} AS text[]), CAST({versions} AS smallint[]), CAST({datas} AS json[])) "
+    "CAST({types} AS text[]), CAST({versions} AS smallint[]), "
+    "CAST(CAST({datas} AS text[]) AS json[])) "
     "ON CONFLICT (event_id) DO NOTHING"
 )
 _SQLITE_ROW = f"INSERT OR IGNORE INTO realtime_outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
@@ -46,13 +50,31 @@ def _columns(rows: list[Row]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+# The classes accepted per driver family, by name (subclasses too): a connection or
+# session holds the caller's transaction; an engine or a pool does not, so it is refused.
+_ACCEPTED = {
+    "asyncpg": {"Connection", "PoolConnectionProxy"},
+    "psycopg": {"Connection", "AsyncConnection"},
+    "sqlalchemy": {
+        "Connection",
+        "Session",
+        "scoped_session",
+        "AsyncConnection",
+        "AsyncSession",
+        "async_scoped_session",
+    },
+    "aiosqlite": {"Connection"},
+}
+
+
 def _kind(conn: object) -> str:
-    """Which driver family ``conn`` belongs to, from its class's module."""
+    """Which driver family ``conn`` belongs to, from its class's module and name."""
     if isinstance(conn, sqlite3.Connection):
         return "sqlite3"
-    module = type(conn).__module__.split(".", 1)[0]
-    if module in {"asyncpg", "psycopg", "sqlalchemy", "aiosqlite"}:
-        return module
+    for cls in type(conn).__mro__:
+        module = cls.__module__.split(".", 1)[0]
+        if cls.__name__ in _ACCEPTED.get(module, ()):
+            return module
     raise ConfigurationError(
         f"outbox.enqueue cannot use a {type(conn).__module__}.{type(conn).__qualname__}: pass a "
         "SQLAlchemy connection or session, or an asyncpg, psycopg 3, sqlite3 or aiosqlite "

@@ -41,6 +41,9 @@ _CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # A connection the server terminated while it sat idle (a restart) can be left
+    # mid-state: "cannot switch to state 12; another operation (2) is in progress".
+    asyncpg.InternalClientError,
 )
 
 

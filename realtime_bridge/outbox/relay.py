@@ -13,7 +13,6 @@ the same ids and seqs (at least once; clients drop duplicates by id).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import random
@@ -104,11 +103,15 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._next_rebalance = 0.0
         self._next_cleanup = 0.0
+        #: ``time.monotonic()`` before which no publish is tried: a vendor's Retry-After.
+        self._vendor_ready_at = 0.0
 
     # -- one cycle ----------------------------------------------------------------
 
     async def run_once(self) -> int:
         """Claim, publish and mark one batch; return how many rows it held."""
+        if self._vendor_wait() > 0:
+            return 0  # a vendor's Retry-After is running: nothing may be published now
         rows = await self.database.claim(self.batch_size)
         self.stats.cycles += 1
         if rows:
@@ -135,6 +138,8 @@ class Relay:
         if spent:
             await self._dead(spent, f"gave up after {self.max_attempts} attempts: {exc}")
         again = [row for row in rows if row.attempts + 1 < self.max_attempts]
+        if (wait := _retry_after(exc)) is not None:  # the vendor's word holds for every row
+            self._vendor_ready_at = max(self._vendor_ready_at, time.monotonic() + wait)
         if again:
             delay = self._delay(min(row.attempts for row in again), exc)
             await self.database.mark_retry([row.pk for row in again], delay, str(exc))
@@ -146,6 +151,10 @@ class Relay:
                 exc,
                 extra={"events": len(again), "delay_seconds": round(delay, 3), "error": str(exc)},
             )
+
+    def _vendor_wait(self) -> float:
+        """Seconds left of a vendor's Retry-After, which holds back every row (0: none)."""
+        return max(0.0, self._vendor_ready_at - time.monotonic())
 
     def _delay(self, attempts: int, exc: RealtimeBridgeError) -> float:
         backoff = min(self.max_delay, self.base_delay * 2.0**attempts)
@@ -180,17 +189,25 @@ class Relay:
         for row in rows:
             if row.channel in held:
                 continue  # stays pending; the claim keeps it behind the retried row
+            if self._vendor_wait() > 0:
+                return  # a Retry-After is running: the rest stays pending, for a later claim
             if await self._publish([row]) is Outcome.RETRIED:
                 held.add(row.channel)
 
     # -- the loop -------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Publish until ``stop()``: rebalance, clean up, claim, wait for work."""
-        self._stop.clear()
+        """Publish until ``stop()``: rebalance, clean up, claim, wait for work.
+
+        A ``stop()`` that came before this task first ran still counts (an app may
+        shut down right after starting); ``async with`` starts each run afresh.
+        """
         while not self._stop.is_set():
             try:
                 await self._housekeeping()
+                if (wait := self._vendor_wait()) > 0:
+                    await self._pause(min(wait, self.rebalance_interval))
+                    continue
                 handled = await self.run_once()
             except DatabaseUnavailable as exc:
                 self.stats.database_errors += 1
@@ -254,6 +271,7 @@ class Relay:
         return total
 
     async def __aenter__(self) -> Self:
+        self._stop.clear()
         self._task = asyncio.create_task(self.run(), name="realtime_bridge relay")
         return self
 
@@ -264,10 +282,18 @@ class Relay:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.aclose()
+        try:
+            if self._task is not None:
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    # Our caller was cancelled while waiting (the relay task is then
+                    # cancelled with it): pass that on, never swallow it.
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Close this relay's database connection (its partitions go to other relays)."""

@@ -20,9 +20,12 @@ CREATE TABLE IF NOT EXISTS realtime_outbox (
     sent_at         timestamptz
 );
 
--- What a relay claims: pending rows of its partitions, oldest first.
+-- What a relay claims: pending rows, oldest first (their partitions are checked on
+-- the row). Ordered by pk alone so a claim reads pending rows only: an index led by
+-- partition cannot give pk order over several partitions, and the primary key makes
+-- every claim step over all the sent rows kept for history.
 CREATE INDEX IF NOT EXISTS realtime_outbox_pending
-    ON realtime_outbox (partition, pk) WHERE state = 'pending';
+    ON realtime_outbox (pk) WHERE state = 'pending';
 -- Rows waiting for a retry hold back the later rows of their channel.
 CREATE INDEX IF NOT EXISTS realtime_outbox_waiting
     ON realtime_outbox (channel, next_attempt_at) WHERE state = 'pending' AND attempts > 0;
@@ -64,7 +67,8 @@ RETURNS TABLE (pk bigint, event_id text, channel text, type text, v smallint, da
                created_at timestamptz, seq bigint, attempts integer)
 LANGUAGE sql AS $$
     WITH batch AS (
-        SELECT o.pk, o.channel, o.seq
+        SELECT o.pk, o.event_id, o.channel, o.type, o.v, o.data, o.created_at, o.seq,
+               o.attempts
         FROM realtime_outbox o
         WHERE o.state = 'pending'
           AND o.partition = ANY (p_partitions)
@@ -95,10 +99,11 @@ LANGUAGE sql AS $$
         WHERE o.pk = fresh.pk
         RETURNING o.pk, o.seq
     )
-    SELECT o.pk, o.event_id, o.channel, o.type, o.v, o.data, o.created_at,
-           coalesce(numbered.seq, batch.seq), o.attempts
+    -- The batch carries every column: joining the table again lets the planner, which
+    -- cannot see p_limit, merge-join along the whole primary key.
+    SELECT batch.pk, batch.event_id, batch.channel, batch.type, batch.v, batch.data,
+           batch.created_at, coalesce(numbered.seq, batch.seq), batch.attempts
     FROM batch
-    JOIN realtime_outbox o ON o.pk = batch.pk
     LEFT JOIN numbered ON numbered.pk = batch.pk
     ORDER BY batch.pk;
 $$;
