@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -110,3 +111,59 @@ def test_relay_drain_command_with_json_logs(
     assert main(["outbox", "status", "--json", "--database", url]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["sent"] == 1 and status["pending"] == 0
+
+
+class _BrokenOnce(FakeAdapter):
+    """Raises a plain bug-like exception on its first publish, then works."""
+
+    def __init__(self) -> None:
+        super().__init__(label="fake://broken-once")
+        self.raised = False
+
+    async def publish(self, events):  # type: ignore[no-untyped-def]
+        if not self.raised:
+            self.raised = True
+            raise RuntimeError("an adapter bug")
+        return await super().publish(events)
+
+
+async def _enqueue_sqlite(outbox: Outbox, path: Path, *events: Event) -> None:
+    await outbox.migrate()
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            await outbox.enqueue(db, *events)
+    finally:
+        db.close()
+
+
+async def test_rejected_credentials_are_retried_not_dead_lettered(tmp_path: Path) -> None:
+    from realtime_bridge import AuthenticationFailed
+
+    fake = FakeAdapter()
+    outbox = Outbox(f"sqlite:///{tmp_path / 'o.db'}", bridge=Bridge(fake, retry=instant_retry(1)))
+    await _enqueue_sqlite(outbox, tmp_path / "o.db", Event(channel="a", type="t"))
+    fake.fail_next(error=AuthenticationFailed("key revoked", adapter=fake.name))
+    relay = outbox.relay()
+    try:
+        await relay.run_once()
+        status = await outbox.status()
+    finally:
+        await relay.aclose()
+        await outbox.aclose()
+    assert (status.dead, status.pending, status.waiting_retry) == (0, 1, 1)
+
+
+async def test_relay_loop_survives_an_unexpected_error(tmp_path: Path) -> None:
+    broken = _BrokenOnce()
+    outbox = Outbox(f"sqlite:///{tmp_path / 'o.db'}", bridge=Bridge(broken, retry=instant_retry(1)))
+    await _enqueue_sqlite(outbox, tmp_path / "o.db", Event(channel="a", type="t"))
+    relay = outbox.relay(poll_interval=0.05, base_delay=0.01)
+    async with relay:
+        for _ in range(400):  # bounded wait for the second, working attempt
+            if broken.published:
+                break
+            await asyncio.sleep(0.01)
+    await outbox.aclose()
+    assert broken.raised and len(broken.published) == 1
+    assert relay.stats.unexpected_errors == 1

@@ -24,6 +24,9 @@ from typing import Self
 
 from ..bridge import Bridge
 from ..errors import (
+    AuthenticationFailed,
+    CapabilityNotSupported,
+    ConfigurationError,
     DatabaseUnavailable,
     DeliveryFailed,
     PermanentError,
@@ -36,6 +39,10 @@ from .database import OutboxDatabase, OutboxRow, OutboxStatus
 __all__ = ["Outcome", "Relay", "RelayStats"]
 
 logger = logging.getLogger("realtime_bridge.relay")
+
+# Permanent for a call, but about this relay's setup (a rotated key, a missing extra),
+# not about the events: they are retried with backoff, never dead-lettered at once.
+_SETUP_ERRORS = (AuthenticationFailed, ConfigurationError, CapabilityNotSupported)
 
 
 class Outcome(enum.Enum):
@@ -55,6 +62,7 @@ class RelayStats:
     retried: int = 0
     dead: int = 0
     database_errors: int = 0
+    unexpected_errors: int = 0
     last_lag_seconds: float | None = None
 
 
@@ -121,7 +129,7 @@ class Relay:
     async def _publish(self, rows: Sequence[OutboxRow]) -> Outcome:
         try:
             await self.bridge.publish_many([row.event() for row in rows])
-        except TransientError as exc:
+        except (TransientError, *_SETUP_ERRORS) as exc:
             await self._retry(rows, exc)
             return Outcome.RETRIED
         except PermanentError as exc:
@@ -214,6 +222,11 @@ class Relay:
                 logger.warning(
                     "outbox database unavailable, retrying: %s", exc, extra={"error": str(exc)}
                 )
+                await self._pause(min(self.max_delay, self.base_delay * 2))
+                continue
+            except Exception:  # a relay must outlive any one bad cycle; say so loudly
+                self.stats.unexpected_errors += 1
+                logger.exception("relay cycle failed unexpectedly; retrying")
                 await self._pause(min(self.max_delay, self.base_delay * 2))
                 continue
             if handled < self.batch_size:
