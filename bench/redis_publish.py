@@ -17,7 +17,8 @@ How, so the figures compare like with like:
   untimed warm-up; each peer's median events/s is reported, so machine noise
   hits all of them alike.
 
-Run ``bench/run`` (writes BENCHMARKS.md), or ``python -m bench.redis_publish --help``.
+Run ``bench/run redis_publish`` (writes ``bench/sections/redis_publish.md``, then
+BENCHMARKS.md), or ``python -m bench.redis_publish --help``.
 """
 
 from __future__ import annotations
@@ -25,15 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
-import platform
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -41,13 +39,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from broadcaster import Broadcast
 
+from bench import compose
 from realtime_bridge import Event
 from realtime_bridge.adapters.redis import RedisAdapter
 
 __all__ = ["PEERS", "Figure", "Peer", "Report", "main", "measure", "render"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+NAME = "redis_publish"
 BATCH = 100
 #: Many short rounds, so a burst of load elsewhere spoils a few rounds, not one peer.
 ROUNDS = 10
@@ -381,29 +380,19 @@ async def describe_machine(client: aioredis.Redis) -> dict[str, str]:
     """What the figures were measured on, so a reader can tell whether theirs should match."""
     info = await client.info("server")
     return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "platform": platform.platform(),
-        "CPUs": str(os.cpu_count()),
+        **compose.machine(),
         "redis server": str(info.get("redis_version", "unknown")),
         "redis-py": metadata.version("redis"),
         "broadcaster": metadata.version("broadcaster"),
-        "realtime-bridge": metadata.version("realtime-bridge"),
     }
 
 
 # -- BENCHMARKS.md ----------------------------------------------------------------
 
-_INTRO = """\
-# Benchmarks
-
-Figures from one run of `bench/run` (it installs the dev environment, makes sure
-Redis answers, and rewrites this file; about a minute). Re-run it on your own
-machine before trusting them: absolute numbers move with the hardware, the
-ratios much less. The code is `bench/redis_publish.py`.
-"""
-
 _METHOD = f"""\
+The code is `bench/redis_publish.py`; `bench/run redis_publish` re-measures this
+section alone (about a minute).
+
 Every peer publishes the same encoded envelopes (`Event.encode()`; broadcaster
 gets the same JSON as `str`, its message type) to the same pub/sub topic on the
 same Redis, from one asyncio process, over loopback; the topic has no
@@ -428,12 +417,11 @@ batches, where the script's cost is shared by every event in it.
 
 
 def render(report: Report) -> str:
-    """BENCHMARKS.md: intro, machine, settings, the target's verdict, then one table per kind."""
+    """This benchmark's section of BENCHMARKS.md: method, verdict, machine, settings, tables."""
     target = report.figure(TARGET)
     ratio, per_round = report.ratio(target), report.round_ratios(target)
     verdict = "met" if ratio >= 5 else "NOT met"
     parts = [
-        _INTRO,
         "## Publish throughput: Redis adapter vs broadcaster vs redis-py\n",
         _METHOD,
         f"**Target {verdict}: our batches of {BATCH} ran at {ratio:.1f}x broadcaster** "
@@ -478,7 +466,7 @@ def summary(report: Report) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Measure, write the report, print a summary: what ``bench/run`` calls."""
+    """Measure, write this section, print a summary: what ``bench/run`` calls."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.redis_publish",
         description=__doc__,
@@ -490,14 +478,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--single", type=int, default=SINGLE_EVENTS, help="events per single-event run"
     )
     parser.add_argument("--batched", type=int, default=BATCHED_EVENTS, help="events per batch run")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--output", type=Path, help="write the section here (default: bench/sections/)"
+    )
     args = parser.parse_args(argv)
     report = asyncio.run(
         measure(args.url, single=args.single, batched=args.batched, rounds=args.rounds)
     )
-    args.output.write_text(render(report), encoding="utf-8")
+    if args.output:
+        args.output.write_text(render(report), encoding="utf-8")
+        path = args.output
+    else:
+        path = compose.write_section(NAME, render(report))
     print(summary(report))
-    print(f"wrote {args.output}")
+    print(f"wrote {path}")
     return 0
 
 

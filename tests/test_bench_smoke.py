@@ -1,16 +1,18 @@
-"""The publish benchmark's harness works: every peer yields a figure and the report renders.
+"""The benchmarks' harnesses work: every peer yields a figure and the sections render.
 
-Tiny event counts, one round: this proves the harness, not the speed, so it
+Tiny event counts, one round: this proves the harnesses, not the speed, so it
 asserts no timing and no ratio (those depend on the machine; see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
+import psycopg
 import redis
 
-from bench import redis_publish
+from bench import compose, outbox, redis_publish
 
 
 async def test_every_peer_yields_a_figure_and_no_key_is_left(redis_server: str) -> None:
@@ -44,3 +46,91 @@ async def test_report_renders_both_tables(redis_server: str) -> None:
     assert "### Batches of 100" in text
     assert all(peer.name in text for peer in redis_publish.PEERS)
     assert "bench/run" in text
+
+
+# -- the outbox benchmark ------------------------------------------------------------------
+
+
+async def test_outbox_benchmark_yields_positive_figures_and_leaves_nothing(
+    postgres_server: str, redis_server: str
+) -> None:
+    report = await outbox.measure(postgres_server, redis_server, outbox.QUICK)
+
+    contenders = {drain.key for drain in report.drains}
+    assert contenders == {outbox.OURS, outbox.PROCRASTINATE} | (
+        {outbox.PGQUEUER} if outbox.pgqueuer_installed() else set()
+    )
+    assert [d.setting for d in report.drains if d.key == outbox.OURS] == [
+        f"batch_size={size}" for size in outbox.QUICK.batch_sizes
+    ]
+    for drain in report.drains:
+        assert drain.events > 0
+        assert drain.rate > 0
+    ours = next(lat for lat in report.latencies if lat.key == outbox.OURS)
+    assert ours.sent > 0
+    assert ours.missing == 0
+    assert ours.percentile(50) > 0
+    for latency in report.latencies:
+        assert latency.skipped or latency.samples
+    assert {entry.variant.key for entry in report.enqueues} >= {"asyncpg", "asyncpg+ours"}
+    for entry in report.enqueues:
+        assert entry.median > 0
+        ratios = report.enqueue_ratio(entry.variant.key)
+        assert ratios is None or all(value > 0 for value in ratios[:2])
+    assert_nothing_left(report.run, postgres_server, redis_server)
+
+
+def assert_nothing_left(run: str, postgres_server: str, redis_server: str) -> None:
+    """The run's databases are dropped and its Redis keys deleted."""
+    with psycopg.connect(postgres_server) as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"rbbench_{run}_%",)
+        ).fetchall()
+    assert left == []
+    client = redis.Redis.from_url(redis_server)
+    try:
+        assert not list(client.scan_iter(match=f"rbbench-{run}-*", count=1000))
+    finally:
+        client.close()
+
+
+def test_outbox_section_renders_every_part() -> None:
+    report = outbox.Report(
+        drains=(
+            outbox.Drain(outbox.OURS, "ours", "batch_size=500", 1000, 0.1, _phases()),
+            outbox.Drain(outbox.PROCRASTINATE, "procrastinate", "concurrency=10", 10, 0.1),
+        ),
+        latencies=(
+            outbox.Latency(outbox.OURS, "ours", 100.0, sent=3, seconds=1.0, samples=(0.001,) * 3),
+            outbox.Latency(outbox.PROCRASTINATE, "procrastinate", 100.0, skipped="too slow"),
+        ),
+        enqueues=tuple(
+            outbox.Enqueue(variant, (0.001, 0.002), (0.0015,)) for variant in outbox.VARIANTS
+        ),
+        machine={"CPUs": "2"},
+        settings=outbox.QUICK,
+        run="00000000",
+    )
+
+    text = outbox.render(report)
+
+    assert text.startswith("## Transactional outbox")
+    for heading in ("### Drain", "### Commit-to-publish latency", "### Enqueue cost"):
+        assert heading in text
+    assert "too slow" in text
+    assert "bench/run outbox" in text
+
+
+def test_benchmarks_md_joins_the_sections_and_names_the_missing(tmp_path: Path) -> None:
+    compose.write_section("outbox", "## Outbox figures\n", directory=tmp_path)
+
+    text = compose.compose(tmp_path)
+
+    assert text.startswith("# Benchmarks")
+    assert "## Outbox figures" in text
+    assert "Not measured yet: run `bench/run redis_publish`" in text
+    assert text.index("Not measured yet") < text.index("## Outbox figures")
+
+
+def _phases() -> dict[str, float]:
+    return {key: 0.01 for key, _ in outbox.PHASES}

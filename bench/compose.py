@@ -1,0 +1,94 @@
+"""BENCHMARKS.md, put together from the section each benchmark writes.
+
+Why sections: every benchmark in ``bench/`` writes its own part to
+``bench/sections/<name>.md`` (committed), and this module joins them under
+one introduction. So ``bench/run outbox`` re-measures the outbox and keeps the
+publish benchmark's last figures, instead of wiping them; each section says
+when and on what it was measured, so figures of different runs are never
+mistaken for one run.
+
+Run ``bench/run`` (measures, then calls this), or ``python -m bench.compose``
+to rebuild BENCHMARKS.md from the sections as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["OUTPUT", "SECTIONS", "SECTIONS_DIR", "compose", "machine", "main", "write_section"]
+
+BENCH = Path(__file__).resolve().parent
+OUTPUT = BENCH.parent / "BENCHMARKS.md"
+SECTIONS_DIR = BENCH / "sections"
+#: The benchmarks, by module name, in the order BENCHMARKS.md shows their sections.
+SECTIONS = ("redis_publish", "outbox")
+
+INTRO = """\
+# Benchmarks
+
+Each section below is written by one benchmark in `bench/` and kept in
+`bench/sections/`. `bench/run` installs the dev environment, makes sure
+PostgreSQL and Redis answer, runs every benchmark (about three minutes) and
+rebuilds this file; `bench/run outbox` (or `redis_publish`) re-measures one
+and keeps the other's last figures, so each section names its own date and
+machine.
+
+Every figure stands beside the peer a Python team would otherwise use,
+measured in the same run, interleaved with ours: absolute numbers move with
+the hardware and with whatever else the machine is doing, ratios much less.
+Re-run on your own machine before trusting them.
+"""
+
+
+def machine() -> dict[str, str]:
+    """What every section reports it was measured on; benchmarks add their servers."""
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "CPUs": str(os.cpu_count()),
+        "realtime-bridge": metadata.version("realtime-bridge"),
+    }
+
+
+def write_section(name: str, text: str, directory: Path = SECTIONS_DIR) -> Path:
+    """Store one benchmark's section, where ``compose`` finds it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.md"
+    path.write_text(text.rstrip() + "\n", encoding="utf-8")
+    return path
+
+
+def _missing(name: str) -> str:
+    return f"## `bench/{name}.py`\n\nNot measured yet: run `bench/run {name}`.\n"
+
+
+def compose(directory: Path = SECTIONS_DIR) -> str:
+    """The whole of BENCHMARKS.md: the introduction, then each section in ``SECTIONS`` order."""
+    parts = [INTRO]
+    for name in SECTIONS:
+        path = directory / f"{name}.md"
+        parts.append(path.read_text(encoding="utf-8") if path.exists() else _missing(name))
+    return "\n".join(part.rstrip() + "\n" for part in parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Rebuild BENCHMARKS.md from the section files: what ``bench/run`` calls last."""
+    parser = argparse.ArgumentParser(prog="python -m bench.compose", description=__doc__)
+    parser.add_argument("--sections", type=Path, default=SECTIONS_DIR)
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    args.output.write_text(compose(args.sections), encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
