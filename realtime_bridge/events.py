@@ -228,10 +228,15 @@ class Event(BaseModel):
         rebuilds every event it publishes, and validating twice would cost more
         than the publish itself.
         """
-        event = cls.model_construct(
-            v=v, id=id, type=type, channel=channel, data=from_json(data_json), seq=seq, ts=ts
-        )
-        event.__pydantic_private__ = {"_data_json": data_json}
+        # What model_construct does, without its per-call introspection: this runs once
+        # per event the relay publishes.
+        event = cls.__new__(cls)
+        fields = {"v": v, "id": id, "type": type, "channel": channel, "data": from_json(data_json)}
+        fields.update(seq=seq, ts=ts)
+        object.__setattr__(event, "__dict__", fields)
+        object.__setattr__(event, "__pydantic_fields_set__", _ALL_FIELDS)
+        object.__setattr__(event, "__pydantic_extra__", None)
+        object.__setattr__(event, "__pydantic_private__", {"_data_json": data_json})
         return event
 
     @classmethod
@@ -241,6 +246,9 @@ class Event(BaseModel):
             return cls.model_validate_json(raw)
         except ValidationError as exc:
             raise _translate(exc, cls.__name__) from None
+
+
+_ALL_FIELDS = frozenset(Event.model_fields)
 
 
 def _translate(exc: ValidationError, model: str) -> InvalidEvent:
