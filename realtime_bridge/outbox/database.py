@@ -79,8 +79,11 @@ class OutboxDatabase(ABC):
         """Create or update the schema; return the migrations applied now."""
 
     @abstractmethod
-    async def claim(self, limit: int) -> list[OutboxRow]:
-        """The next pending rows this relay may publish, oldest first, with ``seq`` set."""
+    async def claim(self, limit: int, *, exclude: Sequence[int] = ()) -> list[OutboxRow]:
+        """The next pending rows this relay may publish, oldest first, with ``seq`` set.
+
+        ``exclude``: pks this relay holds already (the batch it is publishing).
+        """
 
     @abstractmethod
     async def mark_sent(self, pks: Sequence[int]) -> None:

@@ -166,14 +166,15 @@ class PostgresDatabase(OutboxDatabase):
 
     # -- the relay's work ---------------------------------------------------
 
-    async def claim(self, limit: int) -> list[OutboxRow]:
+    async def claim(self, limit: int, *, exclude: Sequence[int] = ()) -> list[OutboxRow]:
         if not self._owned:
             return []
         async with self._session() as conn:
             records = await conn.fetch(
-                "SELECT * FROM realtime_outbox_claim_v1($1::smallint[], $2)",
+                "SELECT * FROM realtime_outbox_claim_v1($1::smallint[], $2, $3::bigint[])",
                 sorted(self._owned),
                 limit,
+                list(exclude),
             )
         return [OutboxRow(*record) for record in records]
 

@@ -17,7 +17,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -113,22 +113,57 @@ class Relay:
         self._next_cleanup = 0.0
         #: ``time.monotonic()`` before which no publish is tried: a vendor's Retry-After.
         self._vendor_ready_at = 0.0
+        #: The batch claimed while the previous one was being published.
+        self._next: list[OutboxRow] | None = None
+        #: Channels whose rows were just put back: their rows in ``_next`` must wait.
+        self._held: set[str] = set()
 
     # -- one cycle ----------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Claim, publish and mark one batch; return how many rows it held."""
-        if self._vendor_wait() > 0:
-            return 0  # a vendor's Retry-After is running: nothing may be published now
-        rows = await self.database.claim(self.batch_size)
-        self.stats.cycles += 1
-        if rows:
-            await self._publish(rows)
-        return len(rows)
+        """Publish and mark one batch; return how many rows were claimed for it.
 
-    async def _publish(self, rows: Sequence[OutboxRow]) -> Outcome:
+        During a backlog (a full batch), the next batch is claimed while this one
+        is on its way to the vendor (excluding the rows in flight): the relay does
+        not wait for the vendor and the database in turn. Once caught up it claims
+        after publishing, so a new row waits for one cycle, not two.
+        """
+        if self._vendor_wait() > 0:
+            self._next = None  # a vendor's Retry-After is running: the rows stay pending
+            return 0
+        claimed = await self._next_batch()
+        rows = [row for row in claimed if row.channel not in self._held]
+        self._held = set()
+        self.stats.cycles += 1
+        if rows and len(claimed) >= self.batch_size:  # a backlog: overlap the next claim
+            await self._publish_and_claim_next(rows)
+        elif rows:  # caught up: publish now, claim what is new afterwards (lowest latency)
+            await self._publish(rows)
+        return len(claimed)
+
+    async def _next_batch(self) -> list[OutboxRow]:
+        if self._next is None:
+            return await self.database.claim(self.batch_size)
+        rows, self._next = self._next, None
+        return rows
+
+    async def _publish_and_claim_next(self, rows: Sequence[OutboxRow]) -> None:
+        sending = asyncio.ensure_future(self.bridge.publish_many([row.event() for row in rows]))
         try:
-            await self.bridge.publish_many([row.event() for row in rows])
+            claimed = await self.database.claim(self.batch_size, exclude=[row.pk for row in rows])
+            self._next = claimed or None  # an empty claim goes stale: claim afresh next time
+        except BaseException:
+            # Unmarked, the batch stays pending and goes out again (at least once).
+            await asyncio.gather(sending, return_exceptions=True)
+            raise
+        await self._publish(rows, sending)
+
+    async def _publish(
+        self, rows: Sequence[OutboxRow], sending: Awaitable[object] | None = None
+    ) -> Outcome:
+        """Publish ``rows`` (or await their ``sending``) and record how it ended."""
+        try:
+            await (sending or self.bridge.publish_many([row.event() for row in rows]))
         except (TransientError, *_SETUP_ERRORS) as exc:
             await self._retry(rows, exc)
             return Outcome.RETRIED
@@ -146,6 +181,7 @@ class Relay:
         if spent:
             await self._dead(spent, f"gave up after {self.max_attempts} attempts: {exc}")
         again = [row for row in rows if row.attempts + 1 < self.max_attempts]
+        self._held.update(row.channel for row in again)  # their later rows must wait
         if (wait := _retry_after(exc)) is not None:  # the vendor's word holds for every row
             self._vendor_ready_at = max(self._vendor_ready_at, time.monotonic() + wait)
         if again:
@@ -229,12 +265,13 @@ class Relay:
                 logger.exception("relay cycle failed unexpectedly; retrying")
                 await self._pause(min(self.max_delay, self.base_delay * 2))
                 continue
-            if handled < self.batch_size:
+            if handled < self.batch_size and not self._next:  # nothing claimed is waiting
                 await self._pause(self.poll_interval, wake_on_work=True)
 
     async def _housekeeping(self) -> None:
         now = time.monotonic()
         if now >= self._next_rebalance:
+            self._next = None  # claimed under the old partitions: leave it pending
             await self.database.rebalance()
             self._next_rebalance = now + self.rebalance_interval
         if now >= self._next_cleanup:

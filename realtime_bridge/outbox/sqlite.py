@@ -133,17 +133,20 @@ class SqliteDatabase(OutboxDatabase):
 
     # -- the relay's work --------------------------------------------------------
 
-    async def claim(self, limit: int) -> list[OutboxRow]:
-        return await self._run(lambda conn: self._claim(conn, limit))
+    async def claim(self, limit: int, *, exclude: Sequence[int] = ()) -> list[OutboxRow]:
+        return await self._run(lambda conn: self._claim(conn, limit, exclude))
 
-    def _claim(self, conn: sqlite3.Connection, limit: int) -> list[OutboxRow]:
+    def _claim(
+        self, conn: sqlite3.Connection, limit: int, exclude: Sequence[int]
+    ) -> list[OutboxRow]:
         with self._transaction(conn):
             batch = conn.execute(
                 f"SELECT pk, channel, seq FROM realtime_outbox o WHERE state = 'pending' "
-                f"AND next_attempt_at <= {NOW} AND NOT EXISTS (SELECT 1 FROM realtime_outbox w "
+                f"AND next_attempt_at <= {NOW} AND pk NOT IN ({_marks(exclude)}) "
+                "AND NOT EXISTS (SELECT 1 FROM realtime_outbox w "
                 "WHERE w.channel = o.channel AND w.state = 'pending' AND w.attempts > 0 "
                 f"AND w.next_attempt_at > {NOW} AND w.pk < o.pk) ORDER BY pk LIMIT ?",
-                (limit,),
+                (*exclude, limit),
             ).fetchall()
             _assign_seqs(conn, [(pk, channel) for pk, channel, seq in batch if seq is None])
             pks = [pk for pk, _, _ in batch]

@@ -65,7 +65,9 @@ CREATE TRIGGER realtime_outbox_notify
 -- giving each row its channel's next seq the first time it is claimed (a
 -- retried row keeps its seq). A row waiting for a retry holds back the later
 -- rows of its channel, and only of its channel.
-CREATE OR REPLACE FUNCTION realtime_outbox_claim_v1(p_partitions smallint[], p_limit integer)
+-- p_exclude: rows this relay holds already (the batch in flight while it claims the next).
+CREATE OR REPLACE FUNCTION realtime_outbox_claim_v1(p_partitions smallint[], p_limit integer,
+                                                    p_exclude bigint[])
 RETURNS TABLE (pk bigint, event_id text, channel text, type text, v smallint, data json,
                created_at timestamptz, seq bigint, attempts integer)
 LANGUAGE sql AS $$
@@ -76,6 +78,7 @@ LANGUAGE sql AS $$
         WHERE o.state = 'pending'
           AND o.partition = ANY (p_partitions)
           AND o.next_attempt_at <= now()
+          AND o.pk <> ALL (p_exclude)
           AND NOT EXISTS (
               SELECT 1 FROM realtime_outbox w
               WHERE w.channel = o.channel AND w.state = 'pending' AND w.attempts > 0
