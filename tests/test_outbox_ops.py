@@ -167,3 +167,36 @@ async def test_relay_loop_survives_an_unexpected_error(tmp_path: Path) -> None:
     await outbox.aclose()
     assert broken.raised and len(broken.published) == 1
     assert relay.stats.unexpected_errors == 1
+
+
+async def test_relay_process_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import shutil
+    import signal
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    outbox = Outbox(url, bridge=Bridge(FakeAdapter()))
+    events = [Event(channel="orders.1", type="order.updated", data={"n": n}) for n in range(3)]
+    await _enqueue_sqlite(outbox, tmp_path / "o.db", *events)
+    script = shutil.which("realtime-bridge", path=str(Path(sys.executable).parent))
+    assert script, "the realtime-bridge console script is not installed beside this Python"
+    relay = await asyncio.create_subprocess_exec(
+        *[script, "relay", "--database", url, "--url", "memory://", "--poll", "0.05"],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        for _ in range(500):  # bounded: until the relay has published the backlog
+            if (await outbox.status()).sent == 3:
+                break
+            await asyncio.sleep(0.02)
+        relay.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(relay.communicate(), 30)
+    finally:
+        if relay.returncode is None:
+            relay.kill()
+            await relay.communicate()
+        await outbox.aclose()
+    assert relay.returncode == 0, err.decode()
+    async with Outbox(url) as check:
+        assert (await check.status()).sent == 3
