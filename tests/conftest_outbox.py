@@ -14,6 +14,7 @@ helpers they use live in ``outbox_fixtures``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,30 +45,29 @@ def pg_template(postgres_server: str) -> Iterator[str]:
 @pytest.fixture
 def pg_url(postgres_server: str, pg_template: str) -> Iterator[str]:
     """A migrated PostgreSQL database of this test's own, dropped afterwards."""
-    name = random_database_name()
-    url = create_database(postgres_server, name, template=pg_template)
-    try:
+    with _scratch_database(postgres_server, template=pg_template) as url:
         yield url
-    finally:
-        drop_database(postgres_server, name)
 
 
 @pytest.fixture
 def pg_empty_url(postgres_server: str) -> Iterator[str]:
     """An empty PostgreSQL database (no outbox schema), dropped afterwards."""
-    name = random_database_name()
-    url = create_database(postgres_server, name)
-    try:
+    with _scratch_database(postgres_server) as url:
         yield url
-    finally:
-        drop_database(postgres_server, name)
 
 
 @pytest.fixture
 def pg_empty_url_2(postgres_server: str) -> Iterator[str]:
     """A second empty database, for comparing two ways of building one."""
+    with _scratch_database(postgres_server) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _scratch_database(postgres_server: str, *, template: str | None = None) -> Iterator[str]:
+    """A database with a random name (a copy of ``template`` if given), dropped on exit."""
     name = random_database_name()
-    url = create_database(postgres_server, name)
+    url = create_database(postgres_server, name, template=template)
     try:
         yield url
     finally:
