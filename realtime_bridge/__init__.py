@@ -30,6 +30,7 @@ from .errors import (
     DeliveryFailed,
     InvalidChannel,
     InvalidEvent,
+    InvalidWebhook,
     PayloadTooLarge,
     PermanentError,
     PublishRejected,
@@ -42,6 +43,7 @@ from .events import ENVELOPE_VERSION, MAX_CHANNEL_LENGTH, Event, channel_kind, v
 from .ids import new_event_id
 from .retry import BreakerState, CircuitBreaker, RetryPolicy
 from .settings import BridgeSettings, adapter_from_url, redact_url
+from .webhooks import WebhookEvent, WebhookKind
 
 __version__ = "0.1.0"
 
@@ -70,6 +72,7 @@ __all__ = [
     "HistorySource",
     "InvalidChannel",
     "InvalidEvent",
+    "InvalidWebhook",
     "Limits",
     "Member",
     "Occupancy",
@@ -83,6 +86,8 @@ __all__ = [
     "RetryPolicy",
     "TransientError",
     "VendorUnavailable",
+    "WebhookEvent",
+    "WebhookKind",
     "__version__",
     "adapter_from_url",
     "channel_kind",

@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
@@ -26,6 +26,7 @@ from .metering import AdapterStats, Meter
 from .retry import CircuitBreaker, RetryPolicy
 from .settings import BridgeSettings, adapter_from_url
 from .shadows import ShadowLane
+from .webhooks import WebhookEvent
 
 __all__ = ["Bridge", "HistorySource", "PublishReceipt"]
 
@@ -316,6 +317,24 @@ class Bridge:
         validate_channel(channel)
         route = self._reader(Capability.OCCUPANCY)
         return await self._call(route, lambda: route.adapter.occupancy(channel))
+
+    # -- clients and webhooks (pure computation, no I/O) ----------------
+
+    def authorize(
+        self,
+        channel: str | None,
+        *,
+        user: Member | None = None,
+        socket_id: str | None = None,
+    ) -> dict[str, Any]:
+        """What a browser needs to join ``channel``, in the primary adapter's format."""
+        self._primary.adapter.require(Capability.CLIENT_AUTH)
+        return self._primary.adapter.authorize(channel, user=user, socket_id=socket_id)
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
+        """Verify a webhook from the primary adapter's vendor and normalise its entries."""
+        self._primary.adapter.require(Capability.WEBHOOKS)
+        return self._primary.adapter.verify_webhook(headers, body)
 
     def _reader(self, capability: Capability) -> _Route:
         self._primary.adapter.require(capability)

@@ -17,6 +17,7 @@ Every error the library raises derives from one root, and is either
         ├── CapabilityNotSupported     the adapter cannot do this; raised before any I/O
         ├── CursorNotFound             a history cursor the adapter no longer knows
         ├── PublishRejected            the vendor refused the request for another reason
+        ├── InvalidWebhook             a webhook whose signature, key or age does not check out
         └── InvalidEvent               an event breaks a rule (a ``ValueError`` too)
             ├── InvalidChannel         the channel name is not portable
             └── PayloadTooLarge        bigger than an adapter's limit, in bytes
@@ -43,6 +44,7 @@ __all__ = [
     "DeliveryFailed",
     "InvalidChannel",
     "InvalidEvent",
+    "InvalidWebhook",
     "PayloadTooLarge",
     "PermanentError",
     "PublishRejected",
@@ -139,6 +141,10 @@ class CursorNotFound(PermanentError):
 
 class PublishRejected(PermanentError):
     """The vendor refused the request; the message says why."""
+
+
+class InvalidWebhook(PermanentError):
+    """A webhook failed verification: missing or wrong signature, unknown key, or too old."""
 
 
 class InvalidEvent(PermanentError, ValueError):

@@ -11,14 +11,17 @@ checked when the class is defined, not when a user first calls it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ..errors import CapabilityNotSupported, PayloadTooLarge
 from ..events import Event
+
+if TYPE_CHECKING:
+    from ..webhooks import WebhookEvent
 
 __all__ = [
     "Adapter",
@@ -62,6 +65,8 @@ _REQUIRED_METHOD = {
     Capability.PRESENCE: "presence",
     Capability.HISTORY: "history",
     Capability.OCCUPANCY: "occupancy",
+    Capability.CLIENT_AUTH: "authorize",
+    Capability.WEBHOOKS: "verify_webhook",
 }
 
 
@@ -183,6 +188,27 @@ class Adapter(ABC):
     async def occupancy(self, channel: str) -> Occupancy:
         """Subscriber and member counts of ``channel``."""
         raise CapabilityNotSupported(adapter=self.name, capability="occupancy")
+
+    def authorize(
+        self,
+        channel: str | None,
+        *,
+        user: Member | None = None,
+        socket_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The JSON body a browser's SDK needs to join ``channel`` (vendor-specific).
+
+        ``user`` is required for presence channels; ``channel=None`` signs the
+        user in where the vendor has user authentication (Pusher).
+        """
+        raise CapabilityNotSupported(adapter=self.name, capability="client_auth")
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
+        """Check a webhook's signature and return its entries, normalised.
+
+        Raises ``InvalidWebhook`` when the signature, key or timestamp does not check out.
+        """
+        raise CapabilityNotSupported(adapter=self.name, capability="webhooks")
 
     async def ping(self) -> None:
         """Reach the vendor or server once; raise the library's error if that fails."""
