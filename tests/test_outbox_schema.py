@@ -142,7 +142,7 @@ def assert_pg_catalog_is_the_outbox(catalog: dict[str, list[tuple[Any, ...]]]) -
     assert generated[0][5] == "s" and "hashtext" in generated[0][4], generated
     assert any(row[1] == "realtime_outbox_notify" for row in catalog["triggers"])
     functions = {row[0] for row in catalog["functions"]}
-    assert {"realtime_outbox_claim_v1", "realtime_outbox_notify_v1"} <= functions
+    assert {"realtime_outbox_claim_v2", "realtime_outbox_notify_v1"} <= functions
     assert any("CHECK" in row[3] for row in catalog["constraints"])
 
 

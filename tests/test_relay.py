@@ -210,6 +210,27 @@ async def test_drain_publishes_everything_in_order_per_channel_with_seqs(
                 assert abs(published.ts.timestamp() - stored[published.id].created_at) < 1e-3
 
 
+async def test_a_relay_killed_before_recording_leaves_the_same_seqs_to_claim(rig: Rig) -> None:
+    """Seqs are recorded with each row's outcome: claiming again after a crash renumbers
+    the rows exactly as before, and a batch claimed while another is in flight follows it."""
+    await rig.enqueue(ev(A, 1), ev(A, 2), ev(B, 1))
+    database = rig.relay.database
+    await database.rebalance()
+    first = await database.claim(10)
+    again = await database.claim(10)  # the relay that claimed ``first`` died
+    assert [(r.event_id, r.seq) for r in again] == [(r.event_id, r.seq) for r in first]
+    assert [(r.channel, r.seq) for r in first] == [(A, 1), (A, 2), (B, 1)]
+
+    await rig.enqueue(ev(A, 3))
+    in_flight = {row.channel: row.seq for row in first}
+    following = await database.claim(10, exclude=[r.pk for r in first], floors=in_flight)
+    assert [(r.channel, r.seq) for r in following] == [(A, 3)]
+    await database.mark_sent(first)
+    await database.mark_sent(following)
+    await rig.enqueue(ev(A, 4), ev(B, 2))
+    assert [(r.channel, r.seq) for r in await database.claim(10)] == [(A, 4), (B, 2)]
+
+
 async def test_seqs_follow_claim_order_not_event_ids(rig: Rig) -> None:
     """Event ids are time-ordered client-side; seq follows the database's commit order."""
     later_id = ev(A, 1)

@@ -9,7 +9,7 @@ own connection (``enqueue.py``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -79,22 +79,32 @@ class OutboxDatabase(ABC):
         """Create or update the schema; return the migrations applied now."""
 
     @abstractmethod
-    async def claim(self, limit: int, *, exclude: Sequence[int] = ()) -> list[OutboxRow]:
+    async def claim(
+        self,
+        limit: int,
+        *,
+        exclude: Sequence[int] = (),
+        floors: Mapping[str, int] | None = None,
+    ) -> list[OutboxRow]:
         """The next pending rows this relay may publish, oldest first, with ``seq`` set.
 
-        ``exclude``: pks this relay holds already (the batch it is publishing).
+        A row's ``seq`` is recorded with its outcome (``mark_*``), so claiming the
+        same rows again before that gives them the same seqs.
+        ``exclude``: pks this relay holds already (the batch it is publishing);
+        ``floors``: the highest seq per channel among those, which new seqs follow.
         """
 
     @abstractmethod
-    async def mark_sent(self, pks: Sequence[int]) -> None:
-        """The adapter acknowledged these rows."""
+    async def mark_sent(self, rows: Sequence[OutboxRow]) -> None:
+        """The adapter acknowledged these rows: record that, and their seqs."""
 
     @abstractmethod
-    async def mark_retry(self, pks: Sequence[int], delay: float, error: str) -> None:
-        """Try these rows again in ``delay`` seconds; they hold back their channels."""
+    async def mark_retry(self, rows: Sequence[OutboxRow], delay: float, error: str) -> None:
+        """Try these rows again in ``delay`` seconds, keeping their seqs; they hold back
+        their channels."""
 
     @abstractmethod
-    async def mark_dead(self, pks: Sequence[int], reason: str) -> None:
+    async def mark_dead(self, rows: Sequence[OutboxRow], reason: str) -> None:
         """Give up on these rows, keeping the reason."""
 
     @abstractmethod

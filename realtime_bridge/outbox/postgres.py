@@ -8,8 +8,10 @@ every few seconds, so a relay that dies (its connection and locks gone with
 it) has its partitions picked up by the others. Within a partition one relay
 publishes in order, so each channel keeps its order across relays.
 
-Nothing is leased: a relay killed mid-batch leaves its rows pending, and they
-are published again, with the same event ids and seqs (at least once).
+Nothing is leased, and a claim writes nothing: a relay records each row's
+outcome and seq in one statement, after the vendor answered. A relay killed
+mid-batch leaves its rows pending and unnumbered, and they are published
+again, with the same event ids and the same seqs (at least once).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import contextlib
 import math
 import random
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -166,43 +168,59 @@ class PostgresDatabase(OutboxDatabase):
 
     # -- the relay's work ---------------------------------------------------
 
-    async def claim(self, limit: int, *, exclude: Sequence[int] = ()) -> list[OutboxRow]:
+    async def claim(
+        self,
+        limit: int,
+        *,
+        exclude: Sequence[int] = (),
+        floors: Mapping[str, int] | None = None,
+    ) -> list[OutboxRow]:
         if not self._owned:
             return []
+        floors = floors or {}
         async with self._session() as conn:
             records = await conn.fetch(
-                "SELECT * FROM realtime_outbox_claim_v1($1::smallint[], $2, $3::bigint[])",
+                "SELECT * FROM realtime_outbox_claim_v2($1::smallint[], $2, $3::bigint[], "
+                "$4::text[], $5::bigint[])",
                 sorted(self._owned),
                 limit,
                 list(exclude),
+                list(floors),
+                list(floors.values()),
             )
         return [OutboxRow(*record) for record in records]
 
-    async def mark_sent(self, pks: Sequence[int]) -> None:
-        async with self._session() as conn:
-            await conn.execute(
-                "UPDATE realtime_outbox SET state = 'sent', sent_at = now(), last_error = NULL "
-                "WHERE pk = ANY($1::bigint[])",
-                list(pks),
-            )
+    async def mark_sent(self, rows: Sequence[OutboxRow]) -> None:
+        await self._mark(rows, "state = 'sent', sent_at = now(), last_error = NULL")
 
-    async def mark_retry(self, pks: Sequence[int], delay: float, error: str) -> None:
-        async with self._session() as conn:
-            await conn.execute(
-                "UPDATE realtime_outbox SET attempts = attempts + 1, last_error = $3, "
-                "next_attempt_at = now() + make_interval(secs => $2) WHERE pk = ANY($1::bigint[])",
-                list(pks),
-                delay,
-                error,
-            )
+    async def mark_retry(self, rows: Sequence[OutboxRow], delay: float, error: str) -> None:
+        await self._mark(
+            rows,
+            "attempts = o.attempts + 1, last_error = $3, "
+            "next_attempt_at = now() + make_interval(secs => $4)",
+            error,
+            delay,
+        )
 
-    async def mark_dead(self, pks: Sequence[int], reason: str) -> None:
+    async def mark_dead(self, rows: Sequence[OutboxRow], reason: str) -> None:
+        await self._mark(rows, "state = 'dead', attempts = o.attempts + 1, last_error = $3", reason)
+
+    async def _mark(self, rows: Sequence[OutboxRow], changes: str, *args: object) -> None:
+        """Record the rows' outcome and their seqs, and move their channels' last seq."""
+        if not rows:
+            return
         async with self._session() as conn:
             await conn.execute(
-                "UPDATE realtime_outbox SET state = 'dead', attempts = attempts + 1, "
-                "last_error = $2 WHERE pk = ANY($1::bigint[])",
-                list(pks),
-                reason,
+                f"WITH marked AS (UPDATE realtime_outbox o SET seq = m.seq, {changes} "
+                "FROM unnest($1::bigint[], $2::bigint[]) AS m (pk, seq) WHERE o.pk = m.pk "
+                "RETURNING o.channel, o.seq) "
+                "INSERT INTO realtime_outbox_channels AS ch (channel, last_seq) "
+                "SELECT channel, max(seq) FROM marked GROUP BY channel ORDER BY channel "
+                "ON CONFLICT ON CONSTRAINT realtime_outbox_channels_pkey "
+                "DO UPDATE SET last_seq = greatest(ch.last_seq, EXCLUDED.last_seq)",
+                [row.pk for row in rows],
+                [row.seq for row in rows],
+                *args,
             )
 
     async def wait_for_work(self, within: float) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -133,7 +133,15 @@ class SqliteDatabase(OutboxDatabase):
 
     # -- the relay's work --------------------------------------------------------
 
-    async def claim(self, limit: int, *, exclude: Sequence[int] = ()) -> list[OutboxRow]:
+    async def claim(
+        self,
+        limit: int,
+        *,
+        exclude: Sequence[int] = (),
+        floors: Mapping[str, int] | None = None,
+    ) -> list[OutboxRow]:
+        # One relay, one writer: seqs are recorded as they are claimed, so ``floors``
+        # (what the relay has in flight) is already counted in last_seq.
         return await self._run(lambda conn: self._claim(conn, limit, exclude))
 
     def _claim(
@@ -155,26 +163,26 @@ class SqliteDatabase(OutboxDatabase):
             ).fetchall()
         return [_row(values) for values in rows]
 
-    async def mark_sent(self, pks: Sequence[int]) -> None:
+    async def mark_sent(self, rows: Sequence[OutboxRow]) -> None:
         await self._update(
             f"UPDATE realtime_outbox SET state = 'sent', sent_at = {NOW}, last_error = NULL "
             "WHERE pk IN ({marks})",
-            pks,
+            [row.pk for row in rows],
         )
 
-    async def mark_retry(self, pks: Sequence[int], delay: float, error: str) -> None:
+    async def mark_retry(self, rows: Sequence[OutboxRow], delay: float, error: str) -> None:
         await self._update(
             "UPDATE realtime_outbox SET attempts = attempts + 1, last_error = ?, "
             f"next_attempt_at = {NOW} + ? WHERE pk IN ({{marks}})",
-            pks,
+            [row.pk for row in rows],
             (error, delay),
         )
 
-    async def mark_dead(self, pks: Sequence[int], reason: str) -> None:
+    async def mark_dead(self, rows: Sequence[OutboxRow], reason: str) -> None:
         await self._update(
             "UPDATE realtime_outbox SET state = 'dead', attempts = attempts + 1, last_error = ? "
             "WHERE pk IN ({marks})",
-            pks,
+            [row.pk for row in rows],
             (reason,),
         )
 

@@ -40,7 +40,7 @@ CREATE INDEX IF NOT EXISTS realtime_outbox_sent_at
 CREATE INDEX IF NOT EXISTS realtime_outbox_dead
     ON realtime_outbox (pk) WHERE state = 'dead';
 
--- The last seq given out per channel: written only by the relay that owns the
+-- The last seq recorded per channel: written only by the relay that owns the
 -- channel's partition, so application transactions never wait on it.
 CREATE TABLE IF NOT EXISTS realtime_outbox_channels (
     channel  text   PRIMARY KEY,
@@ -61,16 +61,21 @@ CREATE TRIGGER realtime_outbox_notify
     AFTER INSERT ON realtime_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION realtime_outbox_notify_v1();
 
--- Claim the next batch of a relay's partitions, in commit order per channel,
--- giving each row its channel's next seq the first time it is claimed (a
--- retried row keeps its seq). A row waiting for a retry holds back the later
--- rows of its channel, and only of its channel.
+-- Claim the next batch of a relay's partitions, in commit order per channel. A row
+-- waiting for a retry holds back the later rows of its channel, and only of its
+-- channel. Nothing is written here: a row claimed for the first time is given its
+-- channel's next seq (after the last one recorded, and after p_floor_seqs, the
+-- highest seq of that channel this relay has in flight), and the relay records it
+-- with the row's outcome (realtime_outbox_channels.last_seq moves then). A relay
+-- killed before that leaves nothing recorded, so the next claim gives the rows the
+-- same seqs again; a row that was retried keeps its seq.
 -- p_exclude: rows this relay holds already (the batch in flight while it claims the next).
-CREATE OR REPLACE FUNCTION realtime_outbox_claim_v1(p_partitions smallint[], p_limit integer,
-                                                    p_exclude bigint[])
+CREATE OR REPLACE FUNCTION realtime_outbox_claim_v2(p_partitions smallint[], p_limit integer,
+                                                    p_exclude bigint[], p_floor_channels text[],
+                                                    p_floor_seqs bigint[])
 RETURNS TABLE (pk bigint, event_id text, channel text, type text, v smallint, data json,
                created_at timestamptz, seq bigint, attempts integer)
-LANGUAGE sql AS $$
+LANGUAGE sql STABLE AS $$
     WITH batch AS (
         SELECT o.pk, o.event_id, o.channel, o.type, o.v, o.data, o.created_at, o.seq,
                o.attempts
@@ -85,31 +90,18 @@ LANGUAGE sql AS $$
                 AND w.next_attempt_at > now() AND w.pk < o.pk)
         ORDER BY o.pk
         LIMIT p_limit
-    ), fresh AS (
-        SELECT b.pk, b.channel, row_number() OVER (PARTITION BY b.channel ORDER BY b.pk) AS n
-        FROM batch b WHERE b.seq IS NULL
-    ), counts AS (
-        SELECT f.channel, count(*) AS c FROM fresh f GROUP BY f.channel
-    ), bumped AS (
-        INSERT INTO realtime_outbox_channels AS ch (channel, last_seq)
-        SELECT counts.channel, counts.c FROM counts
-        ON CONFLICT ON CONSTRAINT realtime_outbox_channels_pkey
-        DO UPDATE SET last_seq = ch.last_seq + EXCLUDED.last_seq
-        RETURNING ch.channel, ch.last_seq
-    ), numbered AS (
-        UPDATE realtime_outbox o
-        SET seq = bumped.last_seq - counts.c + fresh.n
-        FROM fresh
-        JOIN counts ON counts.channel = fresh.channel
-        JOIN bumped ON bumped.channel = fresh.channel
-        WHERE o.pk = fresh.pk
-        RETURNING o.pk, o.seq
+    ), floors AS (
+        SELECT f.channel, max(f.seq) AS seq
+        FROM unnest(p_floor_channels, p_floor_seqs) AS f (channel, seq)
+        GROUP BY f.channel
     )
-    -- The batch carries every column: joining the table again lets the planner, which
-    -- cannot see p_limit, merge-join along the whole primary key.
-    SELECT batch.pk, batch.event_id, batch.channel, batch.type, batch.v, batch.data,
-           batch.created_at, coalesce(numbered.seq, batch.seq), batch.attempts
-    FROM batch
-    LEFT JOIN numbered ON numbered.pk = batch.pk
-    ORDER BY batch.pk;
+    SELECT b.pk, b.event_id, b.channel, b.type, b.v, b.data, b.created_at,
+           coalesce(b.seq,
+                    greatest(coalesce(ch.last_seq, 0), coalesce(floors.seq, 0))
+                    + row_number() OVER (PARTITION BY b.channel, b.seq IS NULL ORDER BY b.pk)),
+           b.attempts
+    FROM batch b
+    LEFT JOIN realtime_outbox_channels ch ON ch.channel = b.channel
+    LEFT JOIN floors ON floors.channel = b.channel
+    ORDER BY b.pk;
 $$;
