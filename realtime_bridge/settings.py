@@ -5,7 +5,7 @@ change of configuration, not of code::
 
     memory://
     redis://[:PASSWORD@]HOST[:PORT]/DB          rediss:// for TLS
-    pusher://KEY:SECRET@HOST[:PORT]/APP_ID      (later releases)
+    pusher://KEY:SECRET@HOST[:PORT]/APP_ID      ?cluster=eu, ?tls=false, ?encryption_master_key=
     ably://KEYNAME:KEYSECRET@[ENDPOINT]         (later releases)
     supabase://KEY@PROJECT.supabase.co          (later releases)
 
@@ -43,6 +43,7 @@ ADAPTERS: dict[str, tuple[str, str, str]] = {
     "memory": ("realtime_bridge.adapters.memory", "MemoryAdapter", ""),
     "redis": ("realtime_bridge.adapters.redis", "RedisAdapter", "redis"),
     "rediss": ("realtime_bridge.adapters.redis", "RedisAdapter", "redis"),
+    "pusher": ("realtime_bridge.adapters.pusher", "PusherAdapter", "pusher"),
 }
 
 # Schemes whose user part is itself a secret (the password part always is).
@@ -50,13 +51,21 @@ _SECRET_USER_SCHEMES = frozenset({"supabase", "liveblocks"})
 _MASK = "***"
 # "//user:password@" (the password masked) or "//secret@" (the whole user part masked).
 _CREDENTIALS = re.compile(r"(//(?:[^/@:]*:)?)[^/@]*@")
+# Query options that carry a secret (an encryption master key, a token, a password).
+_SECRET_OPTION = re.compile(
+    r"([?&][^=&#]*(?:secret|password|token|master_key)[^=&#]*=)[^&#]*", re.I
+)
 
 #: Read from the working directory by ``BridgeSettings``.
 TOML_FILE = "realtime_bridge.toml"
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (and secret user part) replaced by ``***``."""
+    """``url`` with its password, secret user part and secret options replaced by ``***``."""
+    return _SECRET_OPTION.sub(r"\1***", _redact_credentials(url))
+
+
+def _redact_credentials(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""

@@ -44,6 +44,7 @@ from realtime_bridge import (
 )
 from realtime_bridge.adapters.memory import MemoryAdapter
 from realtime_bridge.adapters.redis import RedisAdapter
+from realtime_bridge.settings import redact_url
 
 SECRET = "s3cr3t-pw"
 UNREACHABLE = f"redis://:{SECRET}@127.0.0.1:1/0"
@@ -784,6 +785,23 @@ def test_configuration_errors_do_not_show_secrets() -> None:
         with pytest.raises(ConfigurationError) as caught:
             Bridge.from_url(url)
         assert all(SECRET not in text for text in _texts(caught.value)), url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"redis://:{SECRET}@h:6379/0", "redis://:***@h:6379/0"),
+        (f"supabase://{SECRET}@p.supabase.co", "supabase://***@p.supabase.co"),
+        (
+            f"pusher://k:{SECRET}@h/1?tls=false&encryption_master_key={SECRET}&cluster=eu",
+            "pusher://k:***@h/1?tls=false&encryption_master_key=***&cluster=eu",
+        ),
+        (f"memory://?access_token={SECRET}", "memory://?access_token=***"),
+        ("redis://h:6379/0?history=5", "redis://h:6379/0?history=5"),
+    ],
+)
+def test_redact_url_masks_credentials_and_secret_options(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 # -- configuration ----------------------------------------------------------------------
