@@ -60,15 +60,23 @@ class RetryPolicy:
         backoff = min(self.max_delay, exponential) + random.uniform(0, self.jitter)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return max(backoff, min(exc.retry_after, self.max_retry_after))
+            return max(backoff, exc.retry_after)  # should_retry refused the long ones
         return backoff
+
+    def should_retry(self, exc: BaseException) -> bool:
+        """Transient errors are retried here, unless the vendor asked for a longer wait than
+        ``max_retry_after`` (Pusher's daily quota: until midnight UTC): then the caller
+        fails over at once, and the relay keeps the events until the vendor's time."""
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return exc.retry_after <= self.max_retry_after
+        return _is_retryable(exc)
 
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Await ``attempt()`` until it succeeds, fails permanently, or attempts run out."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
             wait=self.delay,
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(self.should_retry),
             sleep=self.sleep,
             reraise=True,
         )

@@ -167,9 +167,20 @@ async def test_retry_after_shorter_than_the_backoff_does_not_shorten_it() -> Non
     assert sleeps.delays == pytest.approx([1.0])
 
 
-async def test_retry_after_is_capped() -> None:
+async def test_a_retry_after_longer_than_the_cap_is_not_waited_out_here() -> None:
+    """Pusher's daily quota says "after midnight": the Bridge gives up at once (and fails
+    over); the relay keeps the events and honours the wait."""
     sleeps = Sleeps()
     attempt = Flaky(RateLimited(retry_after=3600))
+    with pytest.raises(RateLimited) as caught:
+        await policy(sleeps, attempts=4, max_retry_after=60).call(attempt)
+    assert caught.value.retry_after == 3600
+    assert sleeps.delays == []
+
+
+async def test_a_retry_after_up_to_the_cap_is_waited_out() -> None:
+    sleeps = Sleeps()
+    attempt = Flaky(RateLimited(retry_after=60))
     await policy(sleeps, attempts=2, max_retry_after=60).call(attempt)
     assert sleeps.delays == pytest.approx([60.0])
 
