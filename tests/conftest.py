@@ -4,19 +4,36 @@ A test that needs a service asks for its fixture. If the service does not
 answer: in CI (``CI=true``) the test fails with a message naming the service,
 because CI machines have it and a skip there would hide a broken setup;
 elsewhere it is skipped with that same reason.
+
+The ``adapter`` fixture runs a test once per adapter of the contract suite
+(``CONTRACT_ADAPTERS``). A test marked ``@pytest.mark.needs(Capability.X, ...)``
+is generated only for the adapters whose class declares every capability named:
+the others get no item at all (not a skip), and what they lack is covered by
+``test_capabilities_match_the_methods`` in ``test_contract.py``, which checks on
+every adapter that each undeclared capability is refused before any I/O.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import pytest
 
-from realtime_bridge.adapters.base import Adapter
+from realtime_bridge.adapters.base import Adapter, Capability
 from realtime_bridge.adapters.memory import MemoryAdapter
+
+if TYPE_CHECKING:
+    from soketi_server import SoketiServer
+
+# soketi (a Pusher-protocol server) for the pusher adapter: ``soketi``, ``fresh_soketi``...
+# Loaded here, the rootdir-level conftest of the tests, so every module can use them.
+pytest_plugins = ["conftest_pusher"]
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
@@ -95,7 +112,91 @@ async def memory_adapter() -> AsyncIterator[Adapter]:
     await adapter.aclose()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture
+async def pusher_adapter(soketi: SoketiServer) -> AsyncIterator[Adapter]:
+    """The pusher adapter aimed at the session's soketi (plain HTTP on loopback)."""
+    from realtime_bridge.adapters.pusher import PusherAdapter
+
+    key, secret = quote(soketi.key, safe=""), quote(soketi.secret, safe="")
+    adapter = PusherAdapter.from_url(
+        f"pusher://{key}:{secret}@127.0.0.1:{soketi.port}/{soketi.app_id}?tls=false"
+    )
+    yield adapter
+    await adapter.aclose()
+
+
+#: The adapters of the contract suite: each name's fixture is ``{name}_adapter``.
+#: A vendor adapter joins by adding its class here and that fixture above.
+CONTRACT_ADAPTERS = {
+    "memory": "realtime_bridge.adapters.memory:MemoryAdapter",
+    "redis": "realtime_bridge.adapters.redis:RedisAdapter",
+    "pusher": "realtime_bridge.adapters.pusher:PusherAdapter",
+}
+
+
+@pytest.fixture(params=list(CONTRACT_ADAPTERS))
 def adapter(request: pytest.FixtureRequest) -> Adapter:
-    """Every adapter that joins the contract suite; later adapters add their name here."""
+    """Every adapter of the contract suite, or those a ``needs`` mark selects."""
     return request.getfixturevalue(f"{request.param}_adapter")  # type: ignore[no-any-return]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs(*capabilities): generate this test (which takes the adapter fixture) only "
+        "for the contract-suite adapters whose class declares every one of these "
+        "realtime_bridge Capability values; see tests/conftest.py",
+    )
+
+
+def adapter_class(name: str) -> type[Adapter]:
+    """The class of a contract-suite adapter, by its name in ``CONTRACT_ADAPTERS``."""
+    module, _, attribute = CONTRACT_ADAPTERS[name].partition(":")
+    found = getattr(importlib.import_module(module), attribute)
+    assert isinstance(found, type) and issubclass(found, Adapter), CONTRACT_ADAPTERS[name]
+    return found
+
+
+def _needed(definition: pytest.Function) -> frozenset[Capability]:
+    needed: set[Capability] = set()
+    for mark in definition.iter_markers("needs"):
+        if not mark.args or mark.kwargs:
+            pytest.fail(f"{definition.nodeid}: write needs(Capability.X, ...)", pytrace=False)
+        for capability in mark.args:
+            if not isinstance(capability, Capability):
+                pytest.fail(
+                    f"{definition.nodeid}: needs() takes Capability values, got {capability!r}",
+                    pytrace=False,
+                )
+            needed.add(capability)
+    return frozenset(needed)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise a ``needs``-marked test over the adapters that declare what it needs.
+
+    The test gets a ``parametrize("adapter", ..., indirect=True)`` mark, which takes
+    precedence over the fixture's own params. This runs first (``tryfirst``) so
+    that pytest's own hooks, which apply parametrize marks and fixture params, see it.
+    """
+    needed = _needed(metafunc.definition)
+    if not needed:
+        return
+    if "adapter" not in metafunc.fixturenames:
+        pytest.fail(
+            f"{metafunc.definition.nodeid}: needs() selects adapters, so the test must take "
+            "the adapter fixture",
+            pytrace=False,
+        )
+    names = [name for name in CONTRACT_ADAPTERS if needed <= adapter_class(name).capabilities]
+    if not names:  # an empty parameter set would be a skip in disguise
+        wanted = ", ".join(sorted(needed))
+        pytest.fail(
+            f"{metafunc.definition.nodeid}: no adapter of the suite declares {wanted}",
+            pytrace=False,
+        )
+    # Prepended, so the adapter comes first in the ids (test[memory-before]) as it did
+    # when the fixture's params parametrised it.
+    selected = pytest.mark.parametrize("adapter", names, indirect=True)
+    metafunc.definition.add_marker(selected, append=False)

@@ -666,9 +666,9 @@ async def test_presence_on_another_kind_of_channel_is_refused_before_any_request
     [
         ("presence-room.1", {"occupied": True, "user_count": 3}, "user_count", (None, 3)),
         ("presence-room.1", {"occupied": False}, "user_count", (0, 0)),
-        ("orders.1", {"occupied": True, "subscription_count": 5}, "subscription_count", (5, None)),
-        ("orders.1", {"occupied": True}, "subscription_count", (None, None)),
-        ("orders.1", {"occupied": False}, "subscription_count", (0, None)),
+        ("orders.1", {"occupied": True, "subscription_count": 5}, "subscription_count", (5, 0)),
+        ("orders.1", {"occupied": True}, "subscription_count", (None, 0)),
+        ("orders.1", {"occupied": False}, "subscription_count", (0, 0)),
     ],
 )
 async def test_occupancy(

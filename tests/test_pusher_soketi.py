@@ -247,7 +247,7 @@ async def test_committed_events_reach_public_private_and_presence_subscribers_in
             with pytest.raises(SubscriptionError) as refused:
                 await forger.subscribe(channel, auth=auth, channel_data=channel_data)
             assert refused.value.data["status"] == 401, refused.value.data
-        assert await adapter.occupancy(private) == Occupancy(private, subscribers=1, members=None)
+        assert await adapter.occupancy(private) == Occupancy(private, subscribers=1, members=0)
         assert [member.id for member in await adapter.presence(presence)] == ["viewer-1"]
 
         # Interleaved commits over the three channels; data with non-ASCII text.
@@ -408,11 +408,11 @@ async def test_presence_and_occupancy_follow_real_clients(soketi: SoketiServer) 
         for ws in (one, two, three):
             await ws.subscribe(lobby)
         await eventually_equal(
-            lambda: reader.occupancy(lobby), Occupancy(lobby, subscribers=3, members=None)
+            lambda: reader.occupancy(lobby), Occupancy(lobby, subscribers=3, members=0)
         )
         await three.close()
         await eventually_equal(
-            lambda: reader.occupancy(lobby), Occupancy(lobby, subscribers=2, members=None)
+            lambda: reader.occupancy(lobby), Occupancy(lobby, subscribers=2, members=0)
         )
 
 

@@ -442,8 +442,9 @@ class PusherAdapter(Adapter):
         """Members (``user_count``) of a presence channel, else ``subscription_count``.
 
         Pusher answers only one of the two per kind of channel, and
-        ``subscription_count`` only once enabled in the app's dashboard: the other
-        is ``None``, and both are 0 on an unoccupied channel.
+        ``subscription_count`` only once enabled in the app's dashboard (``None``
+        until then). Only presence channels have members: elsewhere it is 0, and
+        both are 0 on an unoccupied channel.
         """
         validate_channel(channel)
         path = self._path("channels", channel)
@@ -454,7 +455,7 @@ class PusherAdapter(Adapter):
             return Occupancy(channel, subscribers=unoccupied, members=_count(body, "user_count"))
         response = await self._send("GET", path, {"info": "subscription_count"})
         body = _json(response, f"GET {path}", self.name)
-        return Occupancy(channel, subscribers=_count(body, "subscription_count"), members=None)
+        return Occupancy(channel, subscribers=_count(body, "subscription_count"), members=0)
 
     async def terminate_user_connections(self, user_id: str) -> None:
         """Disconnect every connection of a signed-in user (after a ban or a password change)."""
