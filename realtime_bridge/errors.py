@@ -140,7 +140,18 @@ class CursorNotFound(PermanentError):
 
 
 class PublishRejected(PermanentError):
-    """The vendor refused the request; the message says why."""
+    """The vendor refused the request; the message says why.
+
+    ``event_id`` names the one event the vendor refused, when it said which (a
+    batch that failed for one event): the relay dead-letters that event and
+    sends the rest.
+    """
+
+    def __init__(
+        self, message: str | None = None, *, adapter: str | None = None, event_id: str | None = None
+    ) -> None:
+        super().__init__(message, adapter=adapter)
+        self.event_id = event_id
 
 
 class InvalidWebhook(PermanentError):

@@ -6,7 +6,7 @@ change of configuration, not of code::
     memory://
     redis://[:PASSWORD@]HOST[:PORT]/DB          rediss:// for TLS
     pusher://KEY:SECRET@HOST[:PORT]/APP_ID      ?cluster=eu, ?tls=false, ?encryption_master_key=
-    ably://KEYNAME:KEYSECRET@[ENDPOINT]         (later releases)
+    ably://KEYNAME:KEYSECRET@[ENDPOINT][:PORT]  ?tls=false, ?auth=token, ?max_message_size=
     supabase://KEY@PROJECT.supabase.co          (later releases)
 
 Adapters are imported only when their scheme is used, so each vendor's
@@ -44,6 +44,7 @@ ADAPTERS: dict[str, tuple[str, str, str]] = {
     "redis": ("realtime_bridge.adapters.redis", "RedisAdapter", "redis"),
     "rediss": ("realtime_bridge.adapters.redis", "RedisAdapter", "redis"),
     "pusher": ("realtime_bridge.adapters.pusher", "PusherAdapter", "pusher"),
+    "ably": ("realtime_bridge.adapters.ably", "AblyAdapter", "ably"),
 }
 
 # Schemes whose user part is itself a secret (the password part always is).

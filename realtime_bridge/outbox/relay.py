@@ -232,7 +232,8 @@ class Relay:
 
     async def _isolate(self, rows: Sequence[OutboxRow], exc: PermanentError) -> None:
         """A permanent failure: find the event(s) at fault, dead-letter them, send the rest."""
-        culprit_id = getattr(exc, "event_id", None)  # PayloadTooLarge names its event
+        # PayloadTooLarge names its event; so does PublishRejected when the vendor said which.
+        culprit_id = getattr(exc, "event_id", None)
         culprits = [row for row in rows if row.event_id == culprit_id]
         if culprits or len(rows) == 1:
             await self._dead(culprits or rows, str(exc))
