@@ -10,9 +10,15 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
 import redis
+from conftest_pusher import soketi_missing
+from soketi_server import SoketiServer, SoketiUnavailable
 
-from bench import compose, outbox, redis_publish
+from bench import compose, outbox, pusher_publish, redis_publish
+from realtime_bridge import Event
+
+pytest_plugins = ["conftest_pusher"]
 
 
 async def test_every_peer_yields_a_figure_and_no_key_is_left(redis_server: str) -> None:
@@ -119,6 +125,64 @@ def test_outbox_section_renders_every_part() -> None:
         assert heading in text
     assert "too slow" in text
     assert "bench/run outbox" in text
+
+
+# -- the Pusher benchmark ------------------------------------------------------------------
+
+
+async def test_pusher_benchmark_yields_a_figure_per_peer_and_renders(
+    soketi: SoketiServer,
+) -> None:
+    report = await pusher_publish.measure(events=40, rounds=1, in_flight=4, server=soketi)
+
+    assert [figure.peer.key for figure in report.figures] == [
+        peer.key for peer in pusher_publish.PEERS
+    ]
+    for figure in report.figures:
+        assert len(figure.samples) == 1
+        assert figure.samples[0].events == 40
+        assert figure.median > 0
+        assert figure.cpu_us > 0
+        assert report.ratio(figure) > 0
+    assert report.machine["soketi"] != "unknown"
+    assert soketi.running  # a server it was given is left running
+    text = pusher_publish.render(report)
+    assert text.startswith("## Publish throughput: Pusher adapter")
+    assert all(report.name(figure) in text for figure in report.figures)
+    assert "### Reading the figures" in text
+    assert "bench/run pusher_publish" in text
+
+
+async def test_pusher_benchmark_stops_the_soketi_it_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[SoketiServer] = []
+    start_soketi = pusher_publish.start_soketi
+
+    def start() -> SoketiServer:
+        started.append(start_soketi())
+        return started[-1]
+
+    monkeypatch.setattr(pusher_publish, "start_soketi", start)
+    try:
+        await pusher_publish.measure(events=20, rounds=1, peers=pusher_publish.PEERS[1:])
+    except SoketiUnavailable as error:
+        soketi_missing(error)
+
+    [server] = started
+    assert not server.running
+    assert server.pid is None
+
+
+def test_pusher_lanes_hold_whole_channels_in_order() -> None:
+    events = [Event(channel=f"bench.{i % 10}", type="t", data={"i": i}) for i in range(95)]
+
+    split = pusher_publish.lanes(events, 4)
+
+    assert sorted(len(lane) for lane in split) == [19, 19, 28, 29]
+    owners = {event.channel: index for index, lane in enumerate(split) for event in lane}
+    for index, lane in enumerate(split):  # each channel in one lane, in the events' order
+        assert lane == [event for event in events if owners[event.channel] == index]
 
 
 def test_benchmarks_md_joins_the_sections_and_names_the_missing(tmp_path: Path) -> None:
