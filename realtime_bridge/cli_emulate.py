@@ -1,0 +1,142 @@
+"""``realtime-bridge emulate ably``: serve the Ably emulator in the foreground.
+
+Kept apart from ``cli.py``, which registers it with ``add_emulate_commands``.
+The emulator speaks the part of Ably's REST API that realtime_bridge uses
+(``realtime_bridge.testing.ably``), over plain HTTP, until Ctrl-C. It needs
+the ``emulator`` extra (starlette, uvicorn), imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["add_emulate_commands"]
+
+DEFAULT_PORT = 8080
+
+
+def add_emulate_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register ``emulate ably`` on the CLI's subcommand parser."""
+    emulate = commands.add_parser(
+        "emulate",
+        help="serve a vendor emulator for local tests",
+        description="Serve an emulator of a vendor's REST API on this machine, until Ctrl-C.",
+    )
+    vendors = emulate.add_subparsers(dest="vendor", required=True, metavar="VENDOR")
+    ably = add(vendors, "ably", emulate_ably, "emulate Ably's REST API over plain HTTP")
+    ably.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    ably.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT}; 0 for a free one)"
+    )
+    ably.add_argument(
+        "--key",
+        action="append",
+        metavar="NAME:SECRET",
+        help="an API key appId.keyId:secret, repeatable (default emulator.key:secret)",
+    )
+    ably.add_argument(
+        "--allow-basic-over-http",
+        action="store_true",
+        help="accept Basic auth over plain HTTP (Ably refuses it with 40103)",
+    )
+    ably.add_argument(
+        "--max-message-size", type=int, default=65_536, metavar="BYTES", help="(65536)"
+    )
+    ably.add_argument(
+        "--retention",
+        type=float,
+        default=72 * 3600.0,
+        metavar="SECONDS",
+        help="history kept (72 h)",
+    )
+
+
+def emulate_ably(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C (or SIGTERM); exit 0 when stopped that way."""
+    from .testing.ably import DEFAULT_KEY, AblyEmulator
+    from .testing.ably.server import bind, server_for, url_of
+
+    emulator = AblyEmulator(
+        args.key or DEFAULT_KEY,
+        allow_basic_over_http=args.allow_basic_over_http,
+        max_message_size=args.max_message_size,
+        retention=args.retention,
+    )
+    server = server_for(emulator)  # raises the one-line error if the extra is missing
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        print(instructions(url_of(sock), emulator.key, args.allow_basic_over_http), flush=True)
+        with _sigterm_as_interrupt():
+            asyncio.run(server.serve(sockets=[sock]))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    print("Ably emulator stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def instructions(url: str, key: str, basic: bool) -> str:
+    """How to point realtime_bridge, the ``ably`` SDK and curl at the emulator."""
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    if host in ("0.0.0.0", "[::]"):
+        host = "127.0.0.1"
+    endpoint = host.strip("[]")
+    base = f"http://{host}:{port}"
+    auth = (
+        "Basic auth over plain HTTP is accepted (--allow-basic-over-http)."
+        if basic
+        else "Basic auth over plain HTTP is refused (40103), as Ably refuses it: use tokens."
+    )
+    sdk = f"AblyRest(key={key!r}, endpoint={endpoint!r}, port={port}, tls=False,"
+    rows = [
+        ("key", key),
+        ("realtime_bridge", f"REALTIME_BRIDGE_URL='ably://{key}@{host}:{port}?tls=false'"),
+        ("ably SDK", sdk),
+        ("", "         use_binary_protocol=False, use_token_auth=True)"),
+        (
+            "faults",
+            f"""curl -X POST {base}/_emulator/faults -d '{{"fail_next": 1, "status": 503}}'""",
+        ),
+        (
+            "presence",
+            f"curl -X POST {base}/_emulator/presence "
+            """-d '{"channel": "room", "client_id": "alice"}'""",
+        ),
+    ]
+    lines = [f"Ably emulator (REST API only, plain HTTP) listening on {url}"]
+    lines += [f"  {label:<16} {text}" for label, text in rows]
+    lines += [f"  {auth}", "Ctrl-C stops it."]
+    return "\n".join(lines)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Stop on SIGTERM as on Ctrl-C (uvicorn re-raises the signal after shutting down)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
