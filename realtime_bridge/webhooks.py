@@ -9,13 +9,14 @@ vendor's signature first, in constant time, then turn each entry into a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["WebhookEvent", "WebhookKind", "header"]
+__all__ = ["WebhookEvent", "WebhookKind", "header", "strict_json"]
 
 
 class WebhookKind(StrEnum):
@@ -61,3 +62,13 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == wanted:
             return value
     return None
+
+
+def strict_json(raw: str | bytes) -> Any:
+    """``json.loads`` without Python's NaN and Infinity extensions: a signed body is still
+    only trusted as far as it is JSON."""
+
+    def reject(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(raw, parse_constant=reject)

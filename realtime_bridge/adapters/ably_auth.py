@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, InvalidWebhook
 from ..events import validate_channel
-from ..webhooks import WebhookEvent, WebhookKind, header
+from ..webhooks import WebhookEvent, WebhookKind, header, strict_json
 
 __all__ = [
     "OPERATIONS",
@@ -149,7 +149,7 @@ def canonical_capability(capability: Mapping[str, Iterable[str]] | str) -> str:
 
 def _parse_capability(text: str) -> Any:
     try:
-        return _strict_json(text)
+        return strict_json(text)
     except (ValueError, RecursionError) as exc:
         raise ValueError(f"capability string is not valid JSON: {exc}") from exc
 
@@ -414,7 +414,7 @@ def _parse_webhook(headers: Mapping[str, str], body: bytes) -> list[Any]:
             "body is msgpack; configure the webhook to send JSON", adapter=_ADAPTER
         )
     try:
-        payload = _strict_json(body)
+        payload = strict_json(body)
     except (ValueError, RecursionError) as exc:
         raise InvalidWebhook("body is not valid JSON", adapter=_ADAPTER) from exc
     if not isinstance(payload, dict):
@@ -427,15 +427,6 @@ def _parse_webhook(headers: Mapping[str, str], body: bytes) -> list[Any]:
     if not all(isinstance(item, dict) for item in items):
         raise InvalidWebhook("an items entry is not an object", adapter=_ADAPTER)
     return items
-
-
-def _strict_json(raw: str | bytes) -> Any:
-    """``json.loads`` without Python's NaN and Infinity extensions."""
-
-    def reject(constant: str) -> Any:
-        raise ValueError(f"{constant} is not JSON")
-
-    return json.loads(raw, parse_constant=reject)
 
 
 def _item_time(item: Mapping[str, Any]) -> float:
@@ -575,7 +566,7 @@ def _undo(step: str, value: Any) -> Any:
     if step == "utf-8":
         return value.decode() if isinstance(value, bytes) else value
     if step == "json" and isinstance(value, str | bytes):
-        return _strict_json(value)
+        return strict_json(value)
     if step == "json" and isinstance(value, dict | list):
         return value
     raise ValueError(f"cannot undo encoding step {step!r}")

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, InvalidWebhook
 from ..events import channel_kind, validate_channel
-from ..webhooks import WebhookEvent, WebhookKind, header
+from ..webhooks import WebhookEvent, WebhookKind, header, strict_json
 from .base import Member
 
 __all__ = [
@@ -334,7 +334,7 @@ def _check_webhook_signature(
 def _parse_webhook(body: bytes) -> tuple[float, list[Any]]:
     """``time_ms`` and ``events`` of a signed body; Pusher always sends both."""
     try:
-        payload = _strict_json(body)
+        payload = strict_json(body)
     except (ValueError, RecursionError) as exc:
         raise InvalidWebhook("body is not valid JSON", adapter=_ADAPTER) from exc
     if not isinstance(payload, dict):
@@ -348,15 +348,6 @@ def _parse_webhook(body: bytes) -> tuple[float, list[Any]]:
     if not isinstance(entries, list):
         raise InvalidWebhook("body has no events list", adapter=_ADAPTER)
     return float(time_ms), entries
-
-
-def _strict_json(raw: str | bytes) -> Any:
-    """``json.loads`` without Python's NaN and Infinity extensions."""
-
-    def reject(constant: str) -> Any:
-        raise ValueError(f"{constant} is not JSON")
-
-    return json.loads(raw, parse_constant=reject)
 
 
 def _check_webhook_age(time_ms: float, now: float, max_age: float) -> None:
@@ -410,6 +401,6 @@ def _client_data(data: Any) -> Any:
     if not isinstance(data, str):
         return data
     try:
-        return _strict_json(data)
+        return strict_json(data)
     except (ValueError, RecursionError):
         return data
