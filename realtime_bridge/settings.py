@@ -7,7 +7,7 @@ change of configuration, not of code::
     redis://[:PASSWORD@]HOST[:PORT]/DB          rediss:// for TLS
     pusher://KEY:SECRET@HOST[:PORT]/APP_ID      ?cluster=eu, ?tls=false, ?encryption_master_key=
     ably://KEYNAME:KEYSECRET@[ENDPOINT][:PORT]  ?tls=false, ?auth=token, ?max_message_size=
-    supabase://KEY@PROJECT.supabase.co          (later releases)
+    supabase://KEY@PROJECT.supabase.co          ?tls=false, ?messages_per_second=, ?jwt_secret=
 
 Adapters are imported only when their scheme is used, so each vendor's
 dependencies stay behind its own extra. Secrets in URLs are redacted
@@ -45,6 +45,7 @@ ADAPTERS: dict[str, tuple[str, str, str]] = {
     "rediss": ("realtime_bridge.adapters.redis", "RedisAdapter", "redis"),
     "pusher": ("realtime_bridge.adapters.pusher", "PusherAdapter", "pusher"),
     "ably": ("realtime_bridge.adapters.ably", "AblyAdapter", "ably"),
+    "supabase": ("realtime_bridge.adapters.supabase", "SupabaseAdapter", "supabase"),
 }
 
 # Schemes whose user part is itself a secret (the password part always is).
