@@ -123,7 +123,18 @@ class ConfigurationError(PermanentError):
 
 
 class AuthenticationFailed(PermanentError):
-    """The vendor refused the credentials."""
+    """The vendor refused the credentials, or what they may do.
+
+    ``event_id`` names the event refused when the vendor refused one event of a
+    batch (a key that may not publish on its channel): the relay holds that
+    event's channel and sends the rest.
+    """
+
+    def __init__(
+        self, message: str | None = None, *, adapter: str | None = None, event_id: str | None = None
+    ) -> None:
+        super().__init__(message, adapter=adapter)
+        self.event_id = event_id
 
 
 class CapabilityNotSupported(PermanentError):

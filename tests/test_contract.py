@@ -1,19 +1,28 @@
 """The adapter contract: one behaviour suite, run against every adapter.
 
 Each test takes the ``adapter`` fixture (``tests/conftest.py``), which is
-parametrised over every adapter that has joined the suite: memory, a real Redis
-and Pusher (against a real soketi, a Pusher-protocol server). A test that needs
+parametrised over every adapter that has joined the suite: memory, a real Redis,
+Pusher (against a real soketi, a Pusher-protocol server) and Ably (against the Ably
+emulator of ``realtime_bridge.testing.ably``, served over HTTP, or against real Ably
+with ``REALTIME_BRIDGE_TEST_ABLY_URL``: see ``test_ably_live.py``). A test that needs
 an optional capability is marked ``@pytest.mark.needs(Capability.X)`` and is
 generated only for the adapters that declare it (Pusher has no history and no
 idempotent publish, so it has no history or dedupe tests at all, rather than
 skipped ones); ``test_capabilities_match_the_methods`` checks on every adapter
-that what it does not declare is refused before any I/O.
+that what it does not declare is refused before any I/O. Where adapters declaring
+the same capability differ as the contract allows, ``@pytest.mark.trait(...)``
+selects those that have the trait: a history capped at N events (memory, Redis;
+Ably keeps history for a time instead, tested in ``test_ably_emulated.py``), and
+duplicates reported in ``PublishResult.duplicates`` (memory, Redis; Ably drops them
+silently). What every idempotent adapter must do, each event in history once, is
+asserted for all of them.
 
 Where a test needs to look from outside the contract (a live subscriber, entering
 presence the way a client would), the ``clients`` fixture gives this adapter's
 ``Clients``: a small helper per adapter that knows how its clients do that (for
-Pusher: real WebSocket clients on soketi, authorised by ``adapter.authorize``). An
-adapter that joins the suite without such a helper has those tests skipped, naming it.
+Pusher: real WebSocket clients on soketi, authorised by ``adapter.authorize``; for
+Ably: the emulator's view of what Ably received and its presence set). An adapter
+that joins the suite without such a helper has those tests skipped, naming it.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import pytest
+from conftest_ably import EmulatorControl, live_ably_url
 from pusher_ws import PusherSocket
 from pydantic import BaseModel
 
@@ -47,6 +57,7 @@ from realtime_bridge import (
     PublishResult,
     new_event_id,
 )
+from realtime_bridge.adapters.ably import AblyAdapter
 from realtime_bridge.adapters.base import Adapter as BaseAdapter
 from realtime_bridge.adapters.memory import MemoryAdapter
 from realtime_bridge.adapters.pusher import PusherAdapter
@@ -64,6 +75,7 @@ NextEvent = Callable[[], Awaitable[Event]]
 PATIENCE = 5.0
 
 needs = pytest.mark.needs
+trait = pytest.mark.trait
 
 
 def ev(channel: str = "orders.1", n: int = 0, **fields: Any) -> Event:
@@ -283,6 +295,98 @@ class PusherClients(Clients):
             await connection.stack.aclose()
 
 
+class AblyClients(Clients):
+    """Ably's clients, as the emulator sees them: what reached Ably, and its presence set.
+
+    The emulator speaks Ably's REST API only, not the realtime protocol, so no real
+    subscriber can connect. ``subscriber(channel)`` therefore reads what Ably
+    *received*: the messages the emulator stored on the channel after the subscriber
+    attached, in Ably's order, each message's data decoded to an ``Event`` with
+    ``Event.decode`` (its name and id checked against the event: the type, and
+    ``<event id>:0``). That checks what Ably got and in which order, which is what
+    Ably fans out to its realtime subscribers; the fan-out itself is Ably's. While
+    attached, the subscriber is counted in the channel's occupancy, as a realtime
+    attachment would be (``set_subscribers``).
+
+    A member is one realtime connection on the channel: ``enter`` enters it
+    (``enter_presence``: clientId the member id, data its info), entering again
+    updates it on the same connection, ``leave`` removes it. Ably presence has no
+    ttl a REST client sets: a member goes when its connection does (when its client
+    stops heartbeating, Ably closes the connection). So a member's connection is
+    ended ``ttl`` seconds after it last entered (a timer, restarted by each enter),
+    and the member leaves then, as when the connection closes.
+    """
+
+    def __init__(self, adapter: AblyAdapter, control: EmulatorControl) -> None:
+        self.adapter = adapter
+        self.control = control
+        self._attached: dict[str, int] = {}
+        self._connections: dict[tuple[str, str], str] = {}
+        self._lapses: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    @asynccontextmanager
+    async def subscriber(self, channel: str) -> AsyncIterator[NextEvent]:
+        seen = len(await self.control.messages(channel))  # from here on, as a live subscriber
+        self._attached[channel] = self._attached.get(channel, 0) + 1
+        await self.control.set_subscribers(channel, self._attached[channel])
+        stored: list[dict[str, Any]] = []
+
+        async def next_event() -> Event:
+            nonlocal seen, stored
+            if seen >= len(stored):
+                stored = await eventually(
+                    lambda: self.control.messages(channel),
+                    lambda found: len(found) > seen,
+                    f"a message on {channel} in Ably",
+                )
+            message = stored[seen]
+            seen += 1
+            assert message.get("encoding") == "json", message  # browsers get an object
+            event = Event.decode(message["data"])
+            assert (message["name"], message["id"]) == (event.type, f"{event.id}:0")
+            assert event.channel == channel
+            return event
+
+        try:
+            yield next_event
+        finally:
+            self._attached[channel] -= 1
+            await self.control.set_subscribers(channel, self._attached[channel])
+
+    async def enter(self, channel: str, member: Member, ttl: float = 60.0) -> None:
+        key = (channel, member.id)
+        lapse = self._lapses.pop(key, None)
+        if lapse is not None:
+            lapse.cancel()
+        connection = await self.control.enter(
+            channel, member.id, member.info, connection_id=self._connections.get(key)
+        )
+        self._connections[key] = connection
+        self._lapses[key] = asyncio.create_task(self._lapse(channel, member.id, connection, ttl))
+
+    async def leave(self, channel: str, member_id: str) -> None:
+        key = (channel, member_id)
+        lapse = self._lapses.pop(key, None)
+        if lapse is not None:
+            lapse.cancel()
+        connection = self._connections.pop(key, None)
+        await self.control.leave(channel, member_id, connection)
+
+    async def _lapse(self, channel: str, member_id: str, connection: str, ttl: float) -> None:
+        await asyncio.sleep(ttl)  # no heartbeat: the connection ends, and the member with it
+        if self._connections.get((channel, member_id)) == connection:
+            del self._connections[channel, member_id]
+            self._lapses.pop((channel, member_id), None)
+        await self.control.leave(channel, member_id, connection)
+
+    async def aclose(self) -> None:
+        lapses, self._lapses = list(self._lapses.values()), {}
+        for lapse in lapses:
+            lapse.cancel()
+        await asyncio.gather(*lapses, return_exceptions=True)
+        await self.control.aclose()
+
+
 @pytest.fixture
 async def clients(adapter: Adapter, request: pytest.FixtureRequest) -> AsyncIterator[Clients]:
     """This adapter's ``Clients``; whatever they left connected is closed afterwards."""
@@ -293,6 +397,13 @@ async def clients(adapter: Adapter, request: pytest.FixtureRequest) -> AsyncIter
         made = RedisClients(adapter, request.getfixturevalue("redis_server"))
     elif isinstance(adapter, PusherAdapter):
         made = PusherClients(adapter, request.getfixturevalue("soketi"))
+    elif isinstance(adapter, AblyAdapter):
+        if live_ably_url() is not None:
+            pytest.skip(
+                "live Ably: this test needs the emulator's view of Ably's clients (what was "
+                "received, presence entered, attachments); see test_ably_live.py"
+            )
+        made = AblyClients(adapter, EmulatorControl(request.getfixturevalue("shared_ably").url))
     else:
         pytest.skip(f"no client helpers for the {adapter.scheme} adapter yet")
     try:
@@ -334,13 +445,27 @@ async def test_an_empty_batch_is_a_no_op(adapter: Adapter) -> None:
     assert await adapter.publish([]) == PublishResult(published=0)
 
 
+def _counted_once(result: PublishResult, sent: int, duplicates: set[str]) -> None:
+    """Every event sent is counted published or reported a duplicate, and only duplicates
+    are reported (an adapter that drops them silently counts them published)."""
+    assert set(result.duplicates) <= duplicates
+    assert result.published + len(result.duplicates) == sent
+
+
 @needs(Capability.IDEMPOTENT, Capability.HISTORY)
 async def test_the_same_event_twice_in_one_batch_is_published_once(adapter: Adapter) -> None:
     first, second = ev(n=1), ev(n=2)
     result = await adapter.publish([first, second, first])
-    assert result.published == 2
-    assert result.duplicates == (first.id,)
+    _counted_once(result, 3, {first.id})
     assert ids(await adapter.history("orders.1")) == [first.id, second.id]
+
+
+@needs(Capability.IDEMPOTENT)
+@trait("reports_duplicates")
+async def test_a_duplicate_in_one_batch_is_reported(adapter: Adapter) -> None:
+    first, second = ev(n=1), ev(n=2)
+    result = await adapter.publish([first, second, first])
+    assert result == PublishResult(published=2, duplicates=(first.id,))
 
 
 @needs(Capability.IDEMPOTENT, Capability.HISTORY)
@@ -348,9 +473,17 @@ async def test_an_event_published_again_later_is_dropped(adapter: Adapter) -> No
     first, second, third = ev(n=1), ev(n=2), ev(n=3)
     await adapter.publish([first, second])
     result = await adapter.publish([second, third, first])
-    assert result.published == 1
-    assert result.duplicates == (second.id, first.id)
+    _counted_once(result, 3, {first.id, second.id})
     assert ids(await adapter.history("orders.1")) == [first.id, second.id, third.id]
+
+
+@needs(Capability.IDEMPOTENT)
+@trait("reports_duplicates")
+async def test_an_event_published_again_later_is_reported(adapter: Adapter) -> None:
+    first, second, third = ev(n=1), ev(n=2), ev(n=3)
+    await adapter.publish([first, second])
+    result = await adapter.publish([second, third, first])
+    assert result == PublishResult(published=1, duplicates=(second.id, first.id))
 
 
 @needs(Capability.IDEMPOTENT, Capability.HISTORY)
@@ -359,9 +492,17 @@ async def test_duplicates_are_recognised_by_id_not_by_content(adapter: Adapter) 
     retry_with_new_content = ev(id="order-1:v1", data={"status": "changed"})
     await adapter.publish([original])
     result = await adapter.publish([retry_with_new_content])
-    assert result.duplicates == ("order-1:v1",)
+    _counted_once(result, 1, {"order-1:v1"})
     page = await adapter.history("orders.1")
     assert [event.data for event in page] == [{"status": "paid"}]
+
+
+@needs(Capability.IDEMPOTENT)
+@trait("reports_duplicates")
+async def test_a_duplicate_with_new_content_is_reported(adapter: Adapter) -> None:
+    await adapter.publish([ev(id="order-1:v1", data={"status": "paid"})])
+    result = await adapter.publish([ev(id="order-1:v1", data={"status": "changed"})])
+    assert result == PublishResult(published=0, duplicates=("order-1:v1",))
 
 
 @needs(Capability.HISTORY)
@@ -516,6 +657,7 @@ async def _publish_past_the_cap(adapter: Adapter, channel: str, count: int) -> l
 
 
 @needs(Capability.HISTORY)
+@trait("capped_history")
 async def test_history_is_capped(adapter: Adapter) -> None:
     cap = 100  # the fixtures build every adapter with history=100
     events = await _publish_past_the_cap(adapter, "capped.1", 4 * cap)
@@ -527,6 +669,7 @@ async def test_history_is_capped(adapter: Adapter) -> None:
 
 
 @needs(Capability.HISTORY)
+@trait("capped_history")
 @pytest.mark.parametrize("direction", ["before", "after"])
 async def test_a_trimmed_cursor_is_cursor_not_found(adapter: Adapter, direction: str) -> None:
     events = await _publish_past_the_cap(adapter, "capped.2", 400)

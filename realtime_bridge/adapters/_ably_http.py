@@ -34,7 +34,7 @@ from ..errors import (
 )
 from . import ably_auth
 
-__all__ = ["AblyHttp", "AblyTokenExpired", "hosts_for", "mapped"]
+__all__ = ["AblyHttp", "AblyTokenExpired", "error_for", "hosts_for", "mapped"]
 
 PROTOCOL_VERSION = "5"
 DEFAULT_ENDPOINT = "main"
@@ -82,16 +82,23 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def mapped(response: httpx.Response, adapter: str) -> RealtimeBridgeError:
     """The library's error for an Ably error response."""
-    status = response.status_code
     code, message = _error_of(response)
-    what = f"{response.request.method} {response.request.url.path} answered {status}"
+    what = f"{response.request.method} {response.request.url.path} answered {response.status_code}"
     text = f"{what} (Ably error {code}: {message})" if code else f"{what}: {message}"
+    return error_for(response.status_code, code, text, adapter, _retry_after(response))
+
+
+def error_for(
+    status: int, code: int, text: str, adapter: str, retry_after: float | None = None
+) -> RealtimeBridgeError:
+    """The library's error for Ably's ``statusCode`` and ``code``: one table, used for whole
+    responses and for each refused spec of a batch alike."""
     if status == 429 or 42900 <= code < 43000:
-        return RateLimited(text, adapter=adapter, retry_after=_retry_after(response))
+        return RateLimited(text, adapter=adapter, retry_after=retry_after)
     if status >= 500 or code >= 50000:
         return VendorUnavailable(text, adapter=adapter)
     if code == 40112:  # the account's message limit: nothing goes until the limit resets
-        return RateLimited(text, adapter=adapter, retry_after=_retry_after(response))
+        return RateLimited(text, adapter=adapter, retry_after=retry_after)
     if status in (401, 403) or 40100 <= code < 40200:
         return AuthenticationFailed(text, adapter=adapter)
     return PublishRejected(text, adapter=adapter)
@@ -175,7 +182,12 @@ class AblyHttp:
             timestamp_ms=int(self._clock() * 1000),
         )
         path = f"/keys/{self._key_name}/requestToken"
-        response = await self._send("POST", path, json_body=signed, auth=False)
+        try:
+            response = await self._send("POST", path, json_body=signed, auth=False)
+        except PublishRejected as exc:  # an unknown key, a malformed request: the key's fault
+            raise AuthenticationFailed(
+                f"Ably refused a token for key {self._key_name}: {exc}", adapter=self._adapter
+            ) from exc
         details = response.json()
         self._token = str(details["token"])
         self._token_expires_ms = float(details.get("expires") or 0)

@@ -36,18 +36,18 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from ..errors import (
+    AuthenticationFailed,
     ConfigurationError,
     CursorNotFound,
     InvalidEvent,
     PayloadTooLarge,
     PublishRejected,
-    RateLimited,
-    VendorUnavailable,
+    TransientError,
 )
 from ..events import Event
 from ..webhooks import WebhookEvent
 from . import ably_auth
-from ._ably_http import AblyHttp, hosts_for, mapped
+from ._ably_http import AblyHttp, error_for, hosts_for, mapped
 from ._query import QueryOptions
 from .base import Adapter, Capability, HistoryPage, Limits, Member, Occupancy, PublishResult
 
@@ -259,18 +259,20 @@ class AblyAdapter(Adapter):
         ]
         if not refusals:
             raise mapped(response, self.name)
-        for _, error in refusals:
-            status, code = int(error.get("statusCode") or 400), int(error.get("code") or 0)
-            if status >= 500 or status == 429 or code >= 42900:
-                detail = f"a batch spec failed: Ably error {code}: {error.get('message')}"
-                raise (
-                    RateLimited(detail, adapter=self.name)
-                    if status == 429 or 42900 <= code < 43000
-                    else VendorUnavailable(detail, adapter=self.name)
-                )
         event, error = refusals[0]
-        detail = f"Ably error {error.get('code')}: {error.get('message')}"
-        raise self._blame(event, PublishRejected(detail, adapter=self.name))
+        code = int(error.get("code") or 0)
+        detail = f"event {event.id}: Ably error {code}: {error.get('message')}"
+        refusal = error_for(int(error.get("statusCode") or 400), code, detail, self.name)
+        for _, other in refusals[1:]:  # one transient refusal makes the whole batch worth a retry
+            other_code = int(other.get("code") or 0)
+            again = error_for(int(other.get("statusCode") or 400), other_code, detail, self.name)
+            if isinstance(again, TransientError):
+                refusal = again
+        if type(refusal) is PublishRejected:  # the event's own fault: name it
+            raise self._blame(event, refusal)
+        if isinstance(refusal, AuthenticationFailed):  # the key may not use this channel
+            refusal.event_id = event.id
+        raise refusal
 
     def _blame(self, event: Event, exc: PublishRejected) -> PublishRejected | PayloadTooLarge:
         """Name the event Ably refused, so the relay dead-letters it and sends the rest."""
@@ -329,16 +331,20 @@ class AblyAdapter(Adapter):
                 yield event
 
     async def presence(self, channel: str) -> list[Member]:
-        """Every member Ably lists on ``channel`` (following pages), by client id."""
-        members = []
+        """Every member Ably lists on ``channel`` (following pages): one per client id, however
+        many connections it has, sorted by id as every adapter returns them."""
+        members: dict[str, Member] = {}
         path = self._path(channel, "presence")
         async for item in self._http.pages(path, {"limit": str(_PAGE)}):
+            client_id = str(item.get("clientId"))
+            if client_id in members:  # the same user on another connection (a second tab)
+                continue
             data = item.get("data")
             if isinstance(data, str) and item.get("encoding") == "json":
                 data = json.loads(data)
             info = data if isinstance(data, dict) else ({} if data is None else {"data": data})
-            members.append(Member(str(item.get("clientId")), info))
-        return members
+            members[client_id] = Member(client_id, info)
+        return sorted(members.values(), key=lambda member: member.id)
 
     async def occupancy(self, channel: str) -> Occupancy:
         """Ably's channel status metrics (needs the key's ``channel-metadata`` capability)."""

@@ -180,7 +180,7 @@ class Relay:
         try:
             await (sending or self.bridge.publish_many([row.event() for row in rows]))
         except (TransientError, *_SETUP_ERRORS) as exc:
-            await self._retry(rows, exc)
+            await self._retry_channel_or_all(rows, exc)
             return Outcome.RETRIED
         except PermanentError as exc:
             await self._isolate(rows, exc)
@@ -210,6 +210,20 @@ class Relay:
                 exc,
                 extra={"events": len(again), "delay_seconds": round(delay, 3), "error": str(exc)},
             )
+
+    async def _retry_channel_or_all(
+        self, rows: Sequence[OutboxRow], exc: RealtimeBridgeError
+    ) -> None:
+        """Back off the rows, or, when the vendor named the one event it refused (a key that
+        may not publish on that channel), only that channel's rows: the others go now."""
+        culprit_id = getattr(exc, "event_id", None)
+        channel = next((row.channel for row in rows if row.event_id == culprit_id), None)
+        if channel is None or len(rows) == 1:
+            await self._retry(rows, exc)
+            return
+        await self._retry([row for row in rows if row.channel == channel], exc)
+        if rest := [row for row in rows if row.channel != channel]:
+            await self._publish(rest)
 
     def _vendor_wait(self) -> float:
         """Seconds left of a vendor's Retry-After, which holds back every row (0: none)."""

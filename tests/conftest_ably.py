@@ -1,0 +1,277 @@
+"""Fixtures for the Ably adapter: the Ably emulator served over HTTP, or real Ably.
+
+* ``ably_adapter``: the contract suite's adapter (``tests/conftest.py`` names it). By
+  default an ``AblyAdapter`` on ``shared_ably``, reset before each test. With
+  ``REALTIME_BRIDGE_TEST_ABLY_URL`` set (``ably://KEYNAME:SECRET@`` for real Ably, see
+  ``test_ably_live.py``) it talks to that instead, each test's channels under a
+  namespace of their own (``ChannelNamespace``), and nothing here is started.
+* ``shared_ably``: one ``AblyEmulator`` for the session, served by uvicorn on its own
+  thread and event loop (serving one per test costs ~180 ms: uvicorn's shutdown waits
+  out two 0.1 s ticks). Its state belongs to that thread, so tests change it through
+  ``ThreadServedEmulator.call`` or its control API (``EmulatorControl``: what Ably's
+  realtime clients would do there, and what reached it), both run by the server's
+  loop between requests.
+* ``serve_ably``: ``await serve_ably(**emulator_options)`` serves a private emulator in
+  the test's own loop (a ``ManualClock``, a smaller ``max_message_size``, other keys)
+  and stops it after the test; the emulator is then the test's to touch directly.
+
+The emulator needs nothing from the network or this machine's services, so nothing
+here skips: it runs everywhere, CI included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+import pytest
+
+from realtime_bridge.adapters.ably import AblyAdapter
+from realtime_bridge.testing.ably import AblyEmulator, serve
+
+T = TypeVar("T")
+
+#: Set to an ``ably://`` URL to run the contract suite's Ably tests against it.
+LIVE_URL_VARIABLE = "REALTIME_BRIDGE_TEST_ABLY_URL"
+#: Bound on every call into the emulator thread (a bound, not a timing claim).
+PATIENCE = 10.0
+
+
+def live_ably_url() -> str | None:
+    """The ``ably://`` URL the contract suite's Ably tests use instead of the emulator."""
+    return os.environ.get(LIVE_URL_VARIABLE) or None
+
+
+def port_of(base_url: str) -> int:
+    port = urlsplit(base_url).port
+    assert port is not None, base_url
+    return port
+
+
+def adapter_url(base_url: str, key: str, **options: str) -> str:
+    """The ``ably://`` URL of an emulator at ``base_url`` (plain HTTP, so token auth)."""
+    name, _, secret = key.partition(":")
+    query = "&".join(f"{k}={v}" for k, v in {"tls": "false", **options}.items())
+    credentials = f"{quote(name, safe='.')}:{quote(secret, safe='')}"
+    return f"ably://{credentials}@127.0.0.1:{port_of(base_url)}?{query}"
+
+
+# -- an emulator for the whole session, on a thread of its own ---------------------------
+
+
+class ThreadServedEmulator:
+    """``emulator`` served over HTTP by uvicorn on a thread with its own event loop."""
+
+    def __init__(self, emulator: AblyEmulator) -> None:
+        self.emulator = emulator
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ably-emulator", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(PATIENCE):
+            raise RuntimeError("the Ably emulator thread did not start serving")
+        if self._failure is not None:
+            raise RuntimeError("the Ably emulator could not be served") from self._failure
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            async with serve(self.emulator) as url:
+                self.url = url
+                self._ready.set()
+                await self._stop.wait()
+        except BaseException as exc:  # handed to start(); a thread must not raise
+            self._failure = exc
+        finally:
+            self._ready.set()
+
+    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``function(*args, **kwargs)`` on the server's loop (between requests)."""
+        assert self._loop is not None, "start() first"
+
+        async def run() -> T:
+            return function(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(PATIENCE)
+
+    def adapter_url(self, **options: str) -> str:
+        return adapter_url(self.url, self.emulator.key, **options)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(PATIENCE)
+
+
+@pytest.fixture(scope="session")
+def shared_ably() -> Iterator[ThreadServedEmulator]:
+    """The session's emulator (key ``emulator.key:secret``); ``ably_adapter`` resets it."""
+    served = ThreadServedEmulator(AblyEmulator())
+    served.start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+class EmulatorControl:
+    """A served emulator's control API: what realtime clients would do, and what it holds.
+
+    Each call is handled by the emulator's own loop, in turn with Ably's API requests,
+    so it works on an emulator served on another thread or in another process.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.AsyncClient(base_url=f"{base_url}/_emulator", timeout=PATIENCE)
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.http.request(method, path, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    async def messages(self, channel: str) -> list[dict[str, Any]]:
+        """What ``channel`` holds, oldest first, as Ably's history would give each message."""
+        found = await self._json("GET", "/messages", params={"channel": channel})
+        assert isinstance(found, list)
+        return found
+
+    async def enter(
+        self, channel: str, client_id: str, data: object, connection_id: str | None = None
+    ) -> str:
+        """Enter (or, on the same connection, update) a member; its connection id."""
+        body = {"channel": channel, "client_id": client_id, "data": data}
+        if connection_id is not None:
+            body["connection_id"] = connection_id
+        return str((await self._json("POST", "/presence", json=body))["connection_id"])
+
+    async def leave(self, channel: str, client_id: str, connection_id: str | None = None) -> int:
+        body: dict[str, Any] = {"channel": channel, "client_id": client_id, "action": "leave"}
+        if connection_id is not None:
+            body["connection_id"] = connection_id
+        return int((await self._json("POST", "/presence", json=body))["left"])
+
+    async def set_subscribers(self, channel: str, subscribers: int) -> None:
+        await self._json(
+            "POST", "/occupancy", json={"channel": channel, "subscribers": subscribers}
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+# -- real Ably: each test's channels under a namespace of their own -----------------------
+
+
+class ChannelNamespace(httpx.AsyncBaseTransport):
+    """httpx's network transport, putting every channel named on the wire under ``prefix``.
+
+    Real Ably keeps history (two minutes at least) and presence across test runs, and
+    the contract suite reuses channel names (``orders.1``) from test to test: each
+    test's adapter gets a fresh prefix, so it sees only its own channels. Only the
+    request is rewritten (``/channels/{channel}/...`` paths and batch ``channels``);
+    the adapter, its envelopes (which keep the event's own channel) and what it makes
+    of the answers are untouched.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.inner = httpx.AsyncHTTPTransport()
+
+    def _named(self, channel: str) -> str:
+        return self.prefix + channel
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raw_path, _, query = request.url.raw_path.partition(b"?")
+        content = await request.aread()
+        if raw_path.startswith(b"/channels/"):
+            raw_path = b"/channels/" + quote(self.prefix, safe="").encode() + raw_path[10:]
+        elif raw_path == b"/messages" and request.method == "POST":
+            specs = json.loads(content)
+            for spec in specs if isinstance(specs, list) else [specs]:
+                named = spec["channels"]
+                spec["channels"] = (
+                    self._named(named) if isinstance(named, str) else list(map(self._named, named))
+                )
+            content = json.dumps(specs).encode()
+        headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
+        url = request.url.copy_with(raw_path=raw_path + (b"?" + query if query else b""))
+        rewritten = httpx.Request(
+            request.method, url, headers=headers, content=content, extensions=request.extensions
+        )
+        return await self.inner.handle_async_request(rewritten)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+# -- the contract suite's adapter -----------------------------------------------------------
+
+
+@pytest.fixture
+async def ably_adapter(request: pytest.FixtureRequest) -> AsyncIterator[AblyAdapter]:
+    """The Ably adapter on the shared emulator (reset first), or on live Ably if asked."""
+    live = live_ably_url()
+    if live is not None:
+        namespace = f"rbtest:{uuid.uuid4().hex[:12]}-"
+        adapter = AblyAdapter.from_url(live, transport=ChannelNamespace(namespace))
+    else:
+        shared: ThreadServedEmulator = request.getfixturevalue("shared_ably")
+        shared.call(shared.emulator.reset)
+        adapter = AblyAdapter.from_url(shared.adapter_url())
+    try:
+        yield adapter
+    finally:
+        await adapter.aclose()
+
+
+# -- private emulators, served in the test's own loop -----------------------------------------
+
+
+@dataclass
+class ServedAbly:
+    """An emulator of this test's own and the base URL it is served at."""
+
+    emulator: AblyEmulator
+    base_url: str
+
+    @property
+    def port(self) -> int:
+        return port_of(self.base_url)
+
+    def url(self, key: str | None = None, **options: str) -> str:
+        """The ``ably://`` URL for ``key`` (default: the emulator's first key)."""
+        return adapter_url(self.base_url, key or self.emulator.key, **options)
+
+
+ServeAbly = Callable[..., Awaitable[ServedAbly]]
+
+
+@pytest.fixture
+async def serve_ably() -> AsyncIterator[ServeAbly]:
+    """``await serve_ably(**AblyEmulator options)``: a private served emulator."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(**options: Any) -> ServedAbly:
+            emulator = AblyEmulator(**options)
+            base_url = await stack.enter_async_context(serve(emulator))
+            return ServedAbly(emulator, base_url)
+
+        yield start
