@@ -269,11 +269,17 @@ async def _close_all(adapters: Iterable[Adapter]) -> None:
         await adapter.aclose()
 
 
-async def _reach(adapter: Adapter, seconds: float) -> str | None:
-    """``None`` if the adapter answered its ping in time, else why not, in one line."""
+async def _reach(adapter: Adapter, seconds: float, private: str | None = None) -> str | None:
+    """``None`` if the adapter answered its ping in time (and, given a ``private`` channel
+    and an adapter that can tell, delivered a private probe there), else why not."""
     try:
         async with asyncio.timeout(seconds):
             await adapter.ping()
+        probe = getattr(adapter, "verify_private_delivery", None)
+        if private is not None and probe is not None:
+            check = await probe(private, timeout=seconds)
+            if not check:
+                return one_line(f"private delivery on {private}: {check.detail}")
     except TimeoutError:
         return f"no answer within {seconds:g}s"
     except RealtimeBridgeError as exc:
@@ -287,7 +293,8 @@ async def _reach(adapter: Adapter, seconds: float) -> str | None:
 async def _diagnose(args: argparse.Namespace) -> list[tuple[str, Adapter, str | None]]:
     adapters = await _build_adapters(_settings(args))
     try:
-        problems = await asyncio.gather(*(_reach(a, args.timeout) for _, a in adapters))
+        private = getattr(args, "private_channel", None)
+        problems = await asyncio.gather(*(_reach(a, args.timeout, private) for _, a in adapters))
     finally:
         await _close_all(adapter for _, adapter in adapters)
     return [
@@ -453,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = _add(commands, "doctor", cmd_doctor, "check every configured adapter", shared)
     doctor.add_argument(
         "--timeout", type=_seconds, default=DEFAULT_PING_TIMEOUT, help="seconds per adapter"
+    )
+    doctor.add_argument(
+        "--private-channel",
+        metavar="CHANNEL",
+        help="also check that a private broadcast on CHANNEL arrives (Supabase drops private "
+        "messages failing its row-level security silently)",
     )
     schema = _add(commands, "schema", cmd_schema, "print the JSON Schema of a module's events")
     schema.add_argument("module", help="dotted module name, e.g. myapp.events")

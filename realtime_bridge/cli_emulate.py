@@ -1,9 +1,11 @@
-"""``realtime-bridge emulate ably``: serve the Ably emulator in the foreground.
+"""``realtime-bridge emulate ably|supabase``: serve a vendor emulator in the foreground.
 
-Kept apart from ``cli.py``, which registers it with ``add_emulate_commands``.
-The emulator speaks the part of Ably's REST API that realtime_bridge uses
-(``realtime_bridge.testing.ably``), over plain HTTP, until Ctrl-C. It needs
-the ``emulator`` extra (starlette, uvicorn), imported only when it runs.
+Kept apart from ``cli.py``, which registers them with ``add_emulate_commands``.
+The Ably emulator speaks the part of Ably's REST API that realtime_bridge
+uses (``realtime_bridge.testing.ably``); the Supabase one, Supabase
+Realtime's broadcast endpoints and its WebSocket (``realtime_bridge.testing.
+supabase``). Both over plain HTTP, until Ctrl-C. They need the ``emulator``
+extra (starlette, uvicorn), imported only when they run.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from .errors import ConfigurationError
 __all__ = ["add_emulate_commands"]
 
 DEFAULT_PORT = 8080
+SUPABASE_PORT = 54321  # where `supabase start` serves the API gateway
 
 
 def add_emulate_commands(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
-    """Register ``emulate ably`` on the CLI's subcommand parser."""
+    """Register ``emulate ably`` and ``emulate supabase`` on the CLI's subcommand parser."""
     emulate = commands.add_parser(
         "emulate",
         help="serve a vendor emulator for local tests",
@@ -58,6 +61,33 @@ def add_emulate_commands(commands: Any, add: Callable[..., argparse.ArgumentPars
         metavar="SECONDS",
         help="history kept (72 h)",
     )
+    _add_supabase(vendors, add)
+
+
+def _add_supabase(vendors: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+    supabase = add(
+        vendors,
+        "supabase",
+        emulate_supabase,
+        "emulate Supabase Realtime (REST broadcast and WebSocket) over plain HTTP",
+    )
+    supabase.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    supabase.add_argument(
+        "--port",
+        type=int,
+        default=SUPABASE_PORT,
+        help=f"port ({SUPABASE_PORT}, as `supabase start`; 0 for a free one)",
+    )
+    supabase.add_argument(
+        "--jwt-secret",
+        metavar="SECRET",
+        help="the project's JWT secret, 32 characters or more, that signs the keys "
+        "(default: the emulator's, emulator-jwt-secret-at-least-32-bytes-long)",
+    )
+    supabase.add_argument("--max-payload-kb", type=int, default=256, metavar="KB", help="(256)")
+    supabase.add_argument(
+        "--messages-per-second", type=int, default=100, metavar="N", help="the quota (100)"
+    )
 
 
 def emulate_ably(args: argparse.Namespace) -> int:
@@ -88,6 +118,70 @@ def emulate_ably(args: argparse.Namespace) -> int:
         sock.close()
     print("Ably emulator stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def emulate_supabase(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C (or SIGTERM); exit 0 when stopped that way."""
+    from .testing.supabase import DEFAULT_JWT_SECRET, SupabaseEmulator
+    from .testing.supabase.server import bind, server_for, url_of
+
+    try:
+        emulator = SupabaseEmulator(
+            args.jwt_secret or DEFAULT_JWT_SECRET,
+            max_payload_kb=args.max_payload_kb,
+            messages_per_second=args.messages_per_second,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot emulate Supabase: {exc}") from exc
+    server = server_for(emulator)  # raises the one-line error if the extra is missing
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        print(supabase_instructions(url_of(sock), emulator), flush=True)
+        with _sigterm_as_interrupt():
+            asyncio.run(server.serve(sockets=[sock]))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    print("Supabase emulator stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def supabase_instructions(url: str, emulator: Any) -> str:
+    """How to point realtime_bridge, realtime-py and curl at the Supabase emulator."""
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    if host in ("0.0.0.0", "[::]"):
+        host = "127.0.0.1"
+    base = f"http://{host}:{port}"
+    service, anon = emulator.service_key, emulator.anon_key
+    message = """'{"messages": [{"topic": "room-1", "event": "hi", "payload": {"n": 1}}]}'"""
+    rows = [
+        ("jwt secret", emulator.jwt_secret),
+        ("anon key", anon),
+        ("service key", service),
+        ("realtime_bridge", f"REALTIME_BRIDGE_URL='supabase://{service}@{host}:{port}?tls=false'"),
+        ("realtime-py", f'AsyncRealtimeClient("{base}/realtime/v1", token="{anon}")'),
+        (
+            "broadcast",
+            f"curl -X POST {base}/realtime/v1/api/broadcast -H 'apikey: {service}' "
+            f"-H 'content-type: application/json' -d {message}",
+        ),
+        (
+            "RLS policy",
+            f"curl -X POST {base}/_emulator/policies "
+            """-d '{"topic": "room-*", "role": "authenticated"}'""",
+        ),
+    ]
+    lines = [f"Supabase Realtime emulator (REST broadcast and WebSocket) listening on {url}"]
+    lines += [f"  {label:<16} {text}" for label, text in rows]
+    lines += ["  Private channels need a policy (none by default); the service key bypasses RLS."]
+    lines += ["Ctrl-C stops it."]
+    return "\n".join(lines)
 
 
 def instructions(url: str, key: str, basic: bool) -> str:
