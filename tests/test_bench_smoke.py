@@ -15,7 +15,7 @@ import redis
 from conftest_pusher import soketi_missing
 from soketi_server import SoketiServer, SoketiUnavailable
 
-from bench import compose, outbox, pusher_publish, redis_publish
+from bench import ably_publish, compose, outbox, pusher_publish, redis_publish
 from realtime_bridge import Event
 
 pytest_plugins = ["conftest_pusher"]
@@ -183,6 +183,63 @@ def test_pusher_lanes_hold_whole_channels_in_order() -> None:
     owners = {event.channel: index for index, lane in enumerate(split) for event in lane}
     for index, lane in enumerate(split):  # each channel in one lane, in the events' order
         assert lane == [event for event in events if owners[event.channel] == index]
+
+
+# -- the Ably benchmark --------------------------------------------------------------------
+
+
+async def test_ably_benchmark_yields_a_figure_per_peer_renders_and_stops_its_emulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[ably_publish.EmulatorProcess] = []
+    start_emulator = ably_publish.start_emulator
+
+    def start() -> ably_publish.EmulatorProcess:
+        started.append(start_emulator())
+        return started[-1]
+
+    monkeypatch.setattr(ably_publish, "start_emulator", start)
+
+    report = await ably_publish.measure(events=40, rounds=1, in_flight=4)
+
+    [emulator] = started
+    assert not emulator.running  # the emulator it started is stopped and reaped
+    assert [figure.peer.key for figure in report.figures] == [
+        peer.key for peer in ably_publish.PEERS
+    ]
+    for figure in report.figures:
+        assert len(figure.samples) == 1
+        assert figure.samples[0].events == 40
+        assert figure.requests > 0
+        assert figure.median > 0
+        assert figure.cpu_us > 0
+        assert report.ratio(figure) > 0
+    assert report.figure(ably_publish.BASELINE).requests == 40  # one request per event
+    assert report.figure(ably_publish.TARGET).requests == 1  # one batch publish of 40
+    text = ably_publish.render(report)
+    assert text.startswith("## Publish throughput: Ably adapter")
+    assert all(report.name(figure) in text for figure in report.figures)
+    assert "### Reading the figures" in text
+    assert "bench/run ably_publish" in text
+
+
+async def test_ably_benchmark_refuses_a_run_the_emulator_did_not_store() -> None:
+    emulator = ably_publish.start_emulator()
+    try:
+        rig = ably_publish.Rig.open(emulator, in_flight=2)
+        try:
+            events = ably_publish.build_events(5)
+
+            async def send_all_but_one() -> None:
+                await rig.adapter.publish(events[:-1])
+
+            with pytest.raises(RuntimeError, match="holds 0 messages, 1 were sent"):
+                await ably_publish.clock(rig, events, 1, "a lossy peer", send_all_but_one)
+        finally:
+            await rig.close()
+    finally:
+        emulator.close()
+    assert not emulator.running
 
 
 def test_benchmarks_md_joins_the_sections_and_names_the_missing(tmp_path: Path) -> None:

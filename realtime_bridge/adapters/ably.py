@@ -11,10 +11,13 @@ default, Ably's limit on the Free and Standard plans; 262,144 on Pro),
 ``authorize`` gives browsers).
 
 Why Ably's REST API through one pooled ``httpx.AsyncClient`` and not the
-``ably`` SDK: the SDK has no batch publish (``POST /messages``), gives every
-``publish()`` call fresh random message ids (so a relay's retry after a crash
-is not deduplicated), ignores per-call timeouts, and costs several times more
-per event (BENCHMARKS.md measures both).
+``ably`` SDK: the SDK has no batch publish across channels (``POST
+/messages``), so a relay's mixed batch is one request per channel at best and
+one per event as its README shows (28x slower, BENCHMARKS.md); it gives every
+``publish()`` call fresh random message ids, so a relay's retry after a crash
+is not deduplicated; and it ignores per-call timeouts. Its one-channel array
+publish is as fast as ours per event, but only for events already grouped by
+channel, and its array ids (``<random base>:<index>``) change on every retry.
 
 Every event becomes one Ably message: name ``event.type``, data the whole
 envelope (``Event.encode()``, sent with ``encoding: json`` so Ably's client
