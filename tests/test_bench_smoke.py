@@ -15,7 +15,7 @@ import redis
 from conftest_pusher import soketi_missing
 from soketi_server import SoketiServer, SoketiUnavailable
 
-from bench import ably_publish, compose, outbox, pusher_publish, redis_publish
+from bench import ably_publish, compose, outbox, pusher_publish, redis_publish, supabase_publish
 from realtime_bridge import Event
 
 pytest_plugins = ["conftest_pusher"]
@@ -235,6 +235,76 @@ async def test_ably_benchmark_refuses_a_run_the_emulator_did_not_store() -> None
 
             with pytest.raises(RuntimeError, match="holds 0 messages, 1 were sent"):
                 await ably_publish.clock(rig, events, 1, "a lossy peer", send_all_but_one)
+        finally:
+            await rig.close()
+    finally:
+        emulator.close()
+    assert not emulator.running
+
+
+# -- the Supabase benchmark ----------------------------------------------------------------
+
+
+async def test_supabase_benchmark_yields_a_figure_per_peer_renders_and_stops_its_emulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[supabase_publish.EmulatorProcess] = []
+    start_emulator = supabase_publish.start_emulator
+
+    def start() -> supabase_publish.EmulatorProcess:
+        started.append(start_emulator())
+        return started[-1]
+
+    monkeypatch.setattr(supabase_publish, "start_emulator", start)
+
+    report = await supabase_publish.measure(events=40, sdk_events=20, rounds=1, in_flight=4)
+
+    [emulator] = started
+    assert not emulator.running  # the emulator it started is stopped and reaped
+    assert [figure.peer.key for figure in report.figures] == [
+        peer.key for peer in supabase_publish.PEERS
+    ]
+    for figure in report.figures:
+        assert len(figure.samples) == 1
+        assert figure.requests > 0
+        assert figure.median > 0
+        assert figure.cpu_us > 0
+        assert report.ratio(figure) > 0
+    sdk = report.figure(supabase_publish.BASELINE)
+    assert (sdk.events, sdk.requests) == (20, 20)  # the first 20 events, one request each
+    target = report.figure(supabase_publish.TARGET)
+    assert (target.events, target.requests) == (40, 1)  # one batch broadcast of 40
+    text = supabase_publish.render(report)
+    assert text.startswith("## Publish throughput: Supabase adapter")
+    assert all(report.name(figure) in text for figure in report.figures)
+    assert "the SDK's send the first 20 of them" in text
+    assert "### Reading the figures" in text
+    assert "bench/run supabase_publish" in text
+
+
+async def test_supabase_benchmark_refuses_a_run_the_emulator_did_not_store_as_sent() -> None:
+    emulator = supabase_publish.start_emulator()
+    try:
+        rig = supabase_publish.Rig.open(emulator, in_flight=2)
+        try:
+            events = supabase_publish.build_events(5)
+            batch = (supabase_publish.BATCH_ROUTE, 1)
+
+            async def send_all_but_one() -> None:
+                await rig.adapter.publish(events[:-1])
+
+            async def send_all() -> None:
+                await rig.adapter.publish(events)
+
+            with pytest.raises(RuntimeError, match="holds 4 broadcasts, sent 5"):
+                await supabase_publish.clock(rig, events, batch, "a lossy peer", send_all_but_one)
+            single = (supabase_publish.SINGLE_ROUTE, 5)
+            with pytest.raises(
+                RuntimeError, match=r"a batching peer made .* requests; its shape implies"
+            ):
+                await supabase_publish.clock(rig, events, single, "a batching peer", send_all)
+            sample = await supabase_publish.clock(rig, events, batch, "our adapter", send_all)
+            assert (sample.events, sample.requests) == (5, 1)
         finally:
             await rig.close()
     finally:
