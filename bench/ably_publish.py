@@ -40,35 +40,22 @@ BENCHMARKS.md), or ``python -m bench.ably_publish --help``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import ctypes
-import gc
-import importlib.util
 import json
 import os
-import re
-import select
-import signal
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from ably import AblyRest
 from ably.types.message import Message
 
-from bench import compose
-from bench.pusher_publish import lanes, process_cpu
-from bench.redis_publish import DATA
+from bench import compose, emulated, harness
+from bench.emulated import HOST, EmulatorUnavailable
+from bench.harness import CHANNELS, Figure, LanesReport, Peer, Sample, build_events, envelope
 from realtime_bridge import Bridge, Event
 from realtime_bridge.adapters.ably import MAX_BATCH, AblyAdapter
 
@@ -76,10 +63,8 @@ __all__ = [
     "PEERS",
     "EmulatorProcess",
     "EmulatorUnavailable",
-    "Figure",
-    "Peer",
-    "Report",
-    "Sample",
+    "Rig",
+    "clock",
     "main",
     "measure",
     "render",
@@ -91,165 +76,31 @@ NAME = "ably_publish"
 #: the SDK's ``publish(messages=[...])`` peer.
 BATCH = MAX_BATCH
 EVENTS = 10_000
-CHANNELS = 100
 #: Concurrent lanes in the lanes peers (ours and the SDK's).
 IN_FLIGHT = 8
 #: Each run of an SDK one-per-call peer takes several seconds: few rounds, as for Pusher.
 ROUNDS = 5
 QUICK_EVENTS = 200
-EVENT_TYPE = "bench.tick"
-HOST = "127.0.0.1"
 #: The emulator's default key (``realtime_bridge.testing.ably.DEFAULT_KEY``).
 KEY = "emulator.key:secret"
-#: Upper bound for the emulator to start or stop; reached only when something is broken.
-STARTUP_TIMEOUT = 20.0
 #: The emulator's routes that publish (``GET /_emulator/requests`` counts by route).
 SINGLE_ROUTE = "POST /channels/{channel}/messages"
 BATCH_ROUTE = "POST /messages"
 
 
-class EmulatorUnavailable(RuntimeError):
-    """The emulator did not start (the ``emulator`` extra missing, say); the message says why."""
-
-
-def build_events(count: int) -> list[Event]:
-    """``count`` new events (new ids) with the bench payload, round-robin over the channels."""
-    return [
-        Event(channel=f"bench.{index % CHANNELS}", type=EVENT_TYPE, data=DATA)
-        for index in range(count)
-    ]
-
-
-def chunks(items: Sequence[Any], size: int = BATCH) -> list[Sequence[Any]]:
-    """Split ``items`` into batches before the clock starts, so slicing is not timed."""
-    return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def by_channel(events: Sequence[Event]) -> dict[str, list[Event]]:
-    """``events`` grouped by channel, each group in the events' order."""
-    groups: dict[str, list[Event]] = {}
-    for event in events:
-        groups.setdefault(event.channel, []).append(event)
-    return groups
-
-
-def envelope(event: Event) -> dict[str, Any]:
-    """What the SDK is given as ``data``: the envelope our adapter sends, as a dict."""
-    return dict(json.loads(event.encode()))
-
-
 # -- the emulator, in a process of its own ----------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM it if this process dies (Linux), so none is left."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @dataclass(kw_only=True)
-class EmulatorProcess:
+class EmulatorProcess(emulated.EmulatorProcess):
     """``realtime-bridge emulate ably`` on a free loopback port; ``close`` stops it."""
 
-    url: str
     key: str = KEY
-    _process: subprocess.Popen[str] | None = field(default=None, repr=False)
-    _stderr: IO[str] | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rpartition(":")[2])
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def cpu(self) -> float | None:
-        """CPU seconds the emulator has used; None without /proc."""
-        return None if self.pid is None else process_cpu(self.pid)
-
-    def close(self) -> None:
-        """Stop it (SIGTERM: uvicorn shuts down gracefully; SIGKILL if it does not) and reap it."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STARTUP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process is not None and process.stdout is not None:
-            process.stdout.close()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
 
 def start_emulator() -> EmulatorProcess:
     """Start the emulator on a free port and wait until its control API answers."""
-    # Open for the process's life (its stderr, read if it fails to start); close() closes it.
-    stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
-    command = ["emulate", "ably", "--host", HOST, "--port", "0", "--key", KEY]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "realtime_bridge.cli", *command],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-    )
-    emulator = EmulatorProcess(url="", _process=process, _stderr=stderr)
-    try:
-        emulator.url = _announced_url(process)
-        _wait_until_answering(emulator)
-    except BaseException:
-        why = _tail(stderr)
-        emulator.close()
-        raise EmulatorUnavailable(f"the Ably emulator did not start: {why}") from None
-    return emulator
-
-
-def _announced_url(process: subprocess.Popen[str]) -> str:
-    """The URL in the emulator's first line, "... listening on http://127.0.0.1:PORT"."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        if ready:
-            line = process.stdout.readline()
-            found = re.search(r"listening on (http://\S+)", line)
-            if found:
-                return found.group(1)
-            if not line:  # end of output: it exited
-                break
-        elif process.poll() is not None:
-            break
-    raise EmulatorUnavailable("no URL announced")
-
-
-def _wait_until_answering(emulator: EmulatorProcess) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        try:
-            if httpx.get(f"{emulator.url}/_emulator", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if not emulator.running or time.monotonic() > deadline:
-            raise EmulatorUnavailable("its control API did not answer")
-        time.sleep(0.05)
-
-
-def _tail(stream: IO[str], lines: int = 20) -> str:
-    with contextlib.suppress(OSError, ValueError):
-        stream.seek(0)
-        text = "\n".join(stream.read().splitlines()[-lines:]).strip()
-        return text or "(nothing on stderr)"
-    return "(no stderr)"
+    return EmulatorProcess(key=KEY).start("ably", ["--key", KEY], probe="/_emulator")
 
 
 # -- the rig: clients, control calls, checks ----------------------------------------------
@@ -301,7 +152,7 @@ class Rig:
 
     async def check_stored(self, events: Sequence[Event], who: str) -> None:
         """Fail loudly unless each channel holds exactly ``events``' envelopes, in order."""
-        for channel, expected in by_channel(events).items():
+        for channel, expected in harness.by_channel(events).items():
             response = await self.control.get("/messages", params={"channel": channel})
             response.raise_for_status()
             stored = response.json()
@@ -315,9 +166,6 @@ class Rig:
                         f"{who}: {channel} does not hold the events as sent, in order: "
                         f"expected {event.id}, found {str(message.get('data'))[:120]!r}"
                     )
-
-    def emulator_cpu(self) -> float | None:
-        return self.emulator.cpu()
 
     async def close(self) -> None:
         try:
@@ -335,47 +183,22 @@ def _decoded(message: dict[str, Any]) -> object:
     return data
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One timed run of one peer: wall seconds, our CPU seconds, the emulator's CPU seconds."""
-
-    events: int
-    seconds: float
-    cpu: float
-    emulator_cpu: float | None
-    requests: int
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds
-
-
 async def clock(
     rig: Rig, events: Sequence[Event], requests: int, who: str, send: Callable[[], Awaitable[None]]
 ) -> Sample:
     """Time one ``send()`` of ``events`` on an empty emulator, then check what it stored.
 
     ``requests``: how many publish requests the peer's shape implies; the
-    emulator's count must match. Collects garbage first so old garbage is not billed.
+    emulator's count must match.
     """
     await rig.fresh()
     before = await rig.publish_requests()
-    gc.collect()
-    emulator_before = rig.emulator_cpu()
-    cpu_before = time.process_time()
-    start = time.perf_counter()
-    await send()
-    seconds = time.perf_counter() - start
-    cpu = time.process_time() - cpu_before
-    emulator_after = rig.emulator_cpu()
+    sample = await harness.timed(len(events), send, rig.emulator.cpu, requests)
     made = await rig.publish_requests() - before
     if made != requests:
         raise RuntimeError(f"{who} made {made} publish requests; its shape implies {requests}")
     await rig.check_stored(events, who)
-    emulator = None
-    if emulator_before is not None and emulator_after is not None:
-        emulator = emulator_after - emulator_before
-    return Sample(len(events), seconds, cpu, emulator, made)
+    return sample
 
 
 # -- the peers: each prepares untimed, then returns its timed, checked Sample ----------
@@ -383,7 +206,7 @@ async def clock(
 
 async def _sdk_one_per_call(rig: Rig, sdk: AblyRest, count: int, who: str) -> Sample:
     events = build_events(count)
-    channels = {name: sdk.channels.get(name) for name in by_channel(events)}
+    channels = {name: sdk.channels.get(name) for name in harness.by_channel(events)}
     calls = [(channels[event.channel], event.type, envelope(event)) for event in events]
 
     async def send() -> None:
@@ -412,8 +235,8 @@ async def sdk_messages(rig: Rig, count: int) -> Sample:
     events = build_events(count)
     calls = [
         (rig.sdk_json.channels.get(channel), [Message(e.type, envelope(e)) for e in batch])
-        for channel, group in by_channel(events).items()
-        for batch in chunks(group)
+        for channel, group in harness.by_channel(events).items()
+        for batch in harness.chunks(group, BATCH)
     ]
 
     async def send() -> None:
@@ -430,10 +253,10 @@ async def sdk_lanes(rig: Rig, count: int) -> Sample:
     every channel's events still go out in order; the lanes share one client.
     """
     events = build_events(count)
-    channels = {name: rig.sdk_json.channels.get(name) for name in by_channel(events)}
+    channels = {name: rig.sdk_json.channels.get(name) for name in harness.by_channel(events)}
     split = [
         [(channels[event.channel], event.type, envelope(event)) for event in lane]
-        for lane in lanes(events, rig.in_flight)
+        for lane in harness.lanes(events, rig.in_flight)
     ]
 
     async def lane(calls: list[tuple[Any, str, dict[str, Any]]]) -> None:
@@ -448,13 +271,13 @@ async def sdk_lanes(rig: Rig, count: int) -> Sample:
 
 def _requests_for(events: Sequence[Event]) -> int:
     """Requests our adapter makes for ``events`` sent in 100s: one each, even a batch of one."""
-    return len(chunks(events))
+    return len(harness.chunks(events, BATCH))
 
 
 async def ours_batch(rig: Rig, count: int) -> Sample:
     """Our adapter, as the relay calls it: ``publish`` of 100 events, awaited in turn."""
     events = build_events(count)
-    batches = chunks(events)
+    batches = harness.chunks(events, BATCH)
     published = 0
 
     async def send() -> None:
@@ -463,8 +286,7 @@ async def ours_batch(rig: Rig, count: int) -> Sample:
             published += (await rig.adapter.publish(batch)).published
 
     sample = await clock(rig, events, len(batches), "our adapter", send)
-    if published != count:
-        raise RuntimeError(f"our adapter published {published} of {count} events")
+    harness.expect_published("our adapter", published, count)
     return sample
 
 
@@ -478,15 +300,14 @@ async def ours_many(rig: Rig, count: int) -> Sample:
         published = (await rig.bridge.publish_many(events)).published
 
     sample = await clock(rig, events, _requests_for(events), "the Bridge", send)
-    if published != count:
-        raise RuntimeError(f"the Bridge published {published} of {count} events")
+    harness.expect_published("the Bridge", published, count)
     return sample
 
 
 async def ours_lanes(rig: Rig, count: int) -> Sample:
     """``Bridge.publish_many`` in ``in_flight`` lanes at once, each holding whole channels."""
     events = build_events(count)
-    split = lanes(events, rig.in_flight)
+    split = harness.lanes(events, rig.in_flight)
     published = 0
 
     async def send() -> None:
@@ -496,19 +317,8 @@ async def ours_lanes(rig: Rig, count: int) -> Sample:
 
     requests = sum(_requests_for(lane) for lane in split)
     sample = await clock(rig, events, requests, "the Bridge in lanes", send)
-    if published != count:
-        raise RuntimeError(f"the Bridge published {published} of {count} events")
+    harness.expect_published("the Bridge", published, count)
     return sample
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """One way of publishing: what it is, and what each HTTP request it makes carries."""
-
-    key: str
-    name: str
-    requests: str
-    run: Callable[[Rig, int], Awaitable[Sample]]
 
 
 BASELINE = "sdk-publish"
@@ -519,7 +329,7 @@ OURS_BATCH = "ours-batch"
 TARGET = "ours-many"
 OURS_LANES = "ours-lanes"
 _LANES = "{in_flight} in flight (one per lane; each lane holds whole channels, in order)"
-PEERS: tuple[Peer, ...] = (
+PEERS: tuple[Peer[Rig], ...] = (
     Peer(
         BASELINE,
         "ably SDK `channel.publish(name, data)` (its README way), JSON",
@@ -565,108 +375,28 @@ PEERS: tuple[Peer, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """One peer's samples, one per round."""
-
-    peer: Peer
-    samples: tuple[Sample, ...]
-
-    @property
-    def rates(self) -> list[float]:
-        return [sample.rate for sample in self.samples]
-
-    @property
-    def median(self) -> float:
-        """Median events/s."""
-        return statistics.median(self.rates)
-
-    @property
-    def cpu_us(self) -> float:
-        """Median CPU microseconds per event of this process (SDK or ours, and the harness)."""
-        return statistics.median(sample.cpu / sample.events * 1e6 for sample in self.samples)
-
-    @property
-    def emulator_us(self) -> float | None:
-        """Median CPU microseconds per event of the emulator; None where it could not be read."""
-        values = [
-            s.emulator_cpu / s.events * 1e6 for s in self.samples if s.emulator_cpu is not None
-        ]
-        return statistics.median(values) if values else None
-
-    @property
-    def requests(self) -> int:
-        """Publish requests per run (the same every round)."""
-        return self.samples[0].requests
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """Everything BENCHMARKS.md shows: the figures and what they were measured on."""
-
-    figures: tuple[Figure, ...]
-    machine: dict[str, str]
-    settings: dict[str, str]
-    in_flight: int
-
-    def figure(self, key: str) -> Figure:
-        return next(figure for figure in self.figures if figure.peer.key == key)
-
-    def ratio(self, figure: Figure, baseline: str = BASELINE) -> float:
-        """``figure``'s median events/s over the SDK's one-per-call ``publish``."""
-        return figure.median / self.figure(baseline).median
-
-    def round_ratios(self, figure: Figure) -> list[float]:
-        """``figure`` over the SDK's ``publish`` round by round: how far noise moves it."""
-        baseline = self.figure(BASELINE).rates
-        return [rate / base for rate, base in zip(figure.rates, baseline, strict=True)]
-
-    def name(self, figure: Figure) -> str:
-        return figure.peer.name.format(in_flight=self.in_flight)
-
-
-async def run_round(rig: Rig, peers: Sequence[Peer], count: int, shift: int) -> list[Sample]:
-    """Each peer once, starting at ``shift`` so no peer always goes first."""
-    samples: list[Sample | None] = [None] * len(peers)
-    for step in range(len(peers)):
-        index = (shift + step) % len(peers)
-        samples[index] = await peers[index].run(rig, count)
-    return [sample for sample in samples if sample is not None]
-
-
 async def measure(
     *,
     events: int = EVENTS,
     rounds: int = ROUNDS,
     in_flight: int = IN_FLIGHT,
-    peers: Sequence[Peer] = PEERS,
+    peers: Sequence[Peer[Rig]] = PEERS,
     emulator: EmulatorProcess | None = None,
-) -> Report:
+) -> LanesReport[Rig]:
     """Measure every peer ``rounds`` times, interleaved, ``events`` events per run.
 
     Against ``emulator`` if given (it is reset before every run); otherwise one
     is started in a process of its own (``EmulatorUnavailable`` if it cannot
     be) and stopped afterwards.
     """
-    own = emulator is None
-    if emulator is None:
-        emulator = start_emulator()
-    try:
-        rig = Rig.open(emulator, in_flight)
+    with harness.serving(emulator, start_emulator) as server:
+        rig = Rig.open(server, in_flight)
         try:
-            # Untimed warm-up: imports, tokens, the first connections.
-            await run_round(rig, peers, min(events, CHANNELS * 2), shift=0)
-            per_round = [await run_round(rig, peers, events, shift) for shift in range(rounds)]
+            # After an untimed warm-up round: imports, tokens, the first connections.
+            figures = await harness.interleave(rig, peers, events, rounds)
             await rig.control.post("/reset")  # leave no bench messages in a shared emulator
         finally:
             await rig.close()
-    finally:
-        if own:
-            emulator.close()
-    figures = tuple(
-        Figure(peer, tuple(samples[index] for samples in per_round))
-        for index, peer in enumerate(peers)
-    )
     sample = build_events(1)[0]
     ours, theirs = len(sample.encode()), len(json.dumps(envelope(sample)))
     settings = {
@@ -680,20 +410,21 @@ async def measure(
         "emulator": "one private process (`realtime-bridge emulate ably`) on loopback, "
         "plain HTTP, token auth; reset before every run",
     }
-    return Report(figures, describe_machine(), settings, in_flight)
+    machine = describe_machine()
+    return LanesReport(
+        figures=figures, machine=machine, settings=settings, baseline=BASELINE, in_flight=in_flight
+    )
 
 
 def describe_machine() -> dict[str, str]:
     """What the figures were measured on, so a reader can tell whether theirs should match."""
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return {
         **compose.machine(),
         "ably SDK": metadata.version("ably"),
         "httpx": metadata.version("httpx"),
         "httpcore": metadata.version("httpcore"),
         "msgpack": metadata.version("msgpack"),
-        "emulator": f"uvicorn {metadata.version('uvicorn')} ({http} "
-        f"{metadata.version(http)}, asyncio loop), starlette {metadata.version('starlette')}",
+        "emulator": emulated.server_stack(),
     }
 
 
@@ -735,7 +466,7 @@ SDK and for ours.
 """
 
 
-def _reading(report: Report) -> str:
+def _reading(report: LanesReport[Rig]) -> str:
     """The notes under the table: what limits each figure, from this run's numbers."""
     sdk, messages_ = report.figure(BASELINE), report.figure(SDK_MESSAGES)
     sdk_binary, sdk_lanes_ = report.figure(SDK_MSGPACK), report.figure(SDK_LANES)
@@ -784,7 +515,7 @@ def _reading(report: Report) -> str:
         f"- {report.in_flight} lanes: the SDK's `publish` ran at "
         f"{sdk_lanes_.median / sdk.median:.2f}x its sequential figure, our Bridge at "
         f"{lanes_.median / many.median:.2f}x its own. "
-        + _lanes_limit(sdk_lanes_, lanes_)
+        + emulated.lanes_limit("Lanes overlap", sdk_lanes_, lanes_)
         + f" Our `publish(batch of {BATCH})` and `publish_many` make the same requests; "
         f"they ran at {batch.median:,.0f} and {many.median:,.0f} events/s, the Bridge's own "
         f"work (validation, retry and breaker bookkeeping, stats) costing "
@@ -793,13 +524,12 @@ def _reading(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _emulator_cost(single: Figure, batched: Figure, cpus: int) -> str:
+def _emulator_cost(single: Figure[Rig], batched: Figure[Rig], cpus: int) -> str:
     """What the emulator spends per event, and how much of a one-per-call event's time."""
-    high, low = single.emulator_us, batched.emulator_us
-    if high is None or low is None:
-        return f"runs on the same {cpus} CPUs as this process (its CPU could not be read)."
-    if low <= 0:
-        return f"runs on the same {cpus} CPUs as this process (runs too short to read its CPU)."
+    costs = emulated.emulator_costs(single, batched, cpus)
+    if isinstance(costs, str):
+        return costs
+    high, low = costs
     wall = 1e6 / single.median
     return (
         f"(uvicorn and starlette, one Python process) runs on the same {cpus} CPUs as this "
@@ -813,14 +543,14 @@ def _emulator_cost(single: Figure, batched: Figure, cpus: int) -> str:
     )
 
 
-def _batch_shapes(sdk: Figure, ours: Figure) -> str:
+def _batch_shapes(sdk: Figure[Rig], ours: Figure[Rig]) -> str:
     """Where the time of two one-request-at-a-time batch peers goes: client, then emulator."""
-    if sdk.emulator_us is None or ours.emulator_us is None:
+    if sdk.server_us is None or ours.server_us is None:
         return ""
     return (
         f" One request at a time, an event's time is roughly the client's CPU plus the "
-        f"emulator's: {sdk.cpu_us:.0f} + {sdk.emulator_us:.0f} µs for the SDK's batches, "
-        f"{ours.cpu_us:.0f} + {ours.emulator_us:.0f} µs for ours. The emulator handles a "
+        f"emulator's: {sdk.cpu_us:.0f} + {sdk.server_us:.0f} µs for the SDK's batches, "
+        f"{ours.cpu_us:.0f} + {ours.server_us:.0f} µs for ours. The emulator handles a "
         "batch publish spec by spec (one per event here, each naming its channel) and an "
         "array of one channel's messages in one go; what Ably's own servers charge for "
         "either is not measured here."
@@ -835,32 +565,7 @@ def _grouping(events: int) -> str:
     return f"here every channel gets {per_channel:,} events, so calls of up to {BATCH}."
 
 
-def _lanes_limit(sdk_lanes: Figure, ours: Figure) -> str:
-    """Which process each lanes figure is bound by: the cores each one kept busy."""
-    parts = []
-    for who, figure in (("the SDK's", sdk_lanes), ("ours", ours)):
-        client = figure.median * figure.cpu_us / 1e6
-        server = None if figure.emulator_us is None else figure.median * figure.emulator_us / 1e6
-        shown = "" if server is None else f" and the emulator {server:.2f}"
-        bound = ""
-        if server is not None and max(client, server) >= 0.75:
-            bound = ": bound by " + ("this process" if client >= server else "the emulator")
-        parts.append(f"with {who}, this process kept {client:.2f} of a core busy{shown}{bound}")
-    return (
-        "Lanes overlap the client's work with the emulator's, until one of the two "
-        "processes runs out of core: " + "; ".join(parts) + "."
-    )
-
-
-def _per_lane(channels: int, count: int) -> str:
-    """How many channels each lane holds: "12 or 13", or "5" when they divide evenly."""
-    low, extra = divmod(channels, count)
-    if low == 0:
-        return "1"
-    return f"{low}" if extra == 0 else f"{low} or {low + 1}"
-
-
-def render(report: Report) -> str:
+def render(report: LanesReport[Rig]) -> str:
     """This benchmark's section of BENCHMARKS.md: method, verdict, machine, settings, table."""
     target = report.figure(TARGET)
     ratio, per_round = report.ratio(target), report.round_ratios(target)
@@ -874,7 +579,7 @@ def render(report: Report) -> str:
             channels=channels,
             batch=BATCH,
             in_flight=report.in_flight,
-            per_lane=_per_lane(channels, report.in_flight),
+            per_lane=harness.per_lane(channels, report.in_flight),
         ),
         f"**Target {verdict}: the Bridge's `publish_many`, one request at a time, ran at "
         f"{ratio:.1f}x the SDK's one-per-call `channel.publish`** (ratio of medians; round "
@@ -882,80 +587,29 @@ def render(report: Report) -> str:
         f"{target.cpu_us:.0f} µs of CPU per event against the SDK's "
         f"{report.figure(BASELINE).cpu_us:.0f} µs; with {report.in_flight} lanes it ran at "
         f"{report.ratio(report.figure(OURS_LANES)):.1f}x.\n",
-        _bullets("Measured on", report.machine),
-        _bullets("Settings", report.settings),
+        compose.bullets("Measured on", report.machine),
+        compose.bullets("Settings", report.settings),
         f"### {events:,} events, {channels} channels\n",
-        _table(report),
+        report.table("SDK publish", "emulator", ["requests"]),
         _reading(report),
     ]
     return "\n".join(parts)
 
 
-def _bullets(title: str, items: dict[str, str]) -> str:
-    lines = [f"{title}:\n"] + [f"- {key}: {value}" for key, value in items.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _table(report: Report) -> str:
-    lines = [
-        "| peer | events/s (median) | range over rounds | vs SDK publish "
-        "| our process CPU µs/event | emulator CPU µs/event | requests | its requests |",
-        "|---|--:|--:|--:|--:|--:|--:|---|",
-    ]
-    for figure in report.figures:
-        low, high = min(figure.rates), max(figure.rates)
-        emulator = "n/a" if figure.emulator_us is None else f"{figure.emulator_us:.0f}"
-        lines.append(
-            f"| {report.name(figure)} | {figure.median:,.0f} | {low:,.0f} to {high:,.0f} "
-            f"| {report.ratio(figure):.2f}x | {figure.cpu_us:.0f} | {emulator} "
-            f"| {figure.requests:,} | {figure.peer.requests.format(in_flight=report.in_flight)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def summary(report: Report) -> str:
+def summary(report: LanesReport[Rig]) -> str:
     """A few lines for the terminal: each peer's median, ratio and CPU per event."""
-    lines = []
-    for figure in report.figures:
-        emulator = "n/a" if figure.emulator_us is None else f"{figure.emulator_us:.0f}"
-        lines.append(
-            f"{figure.median:>10,.0f} events/s  {report.ratio(figure):6.2f}x vs SDK publish  "
-            f"{figure.cpu_us:6.0f} µs CPU/event (emulator {emulator:>4})  {figure.peer.key}"
-        )
-    return "\n".join(lines)
+    return report.summary("SDK publish", server_width=4)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, write this section, print a summary: what ``bench/run`` calls."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.ably_publish",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = compose.parser(NAME, __doc__)
     parser.add_argument("--events", type=int, default=EVENTS, help="events per run")
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument(
-        "--in-flight", type=int, default=IN_FLIGHT, help="lanes sent at once in the lanes peers"
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny counts: checks the harness")
-    parser.add_argument(
-        "--output", type=Path, help="write the section here (default: bench/sections/)"
-    )
+    harness.add_lanes_options(parser, ROUNDS, IN_FLIGHT)
     args = parser.parse_args(argv)
     events, rounds = (QUICK_EVENTS, 1) if args.quick else (args.events, args.rounds)
-    try:
-        report = asyncio.run(measure(events=events, rounds=rounds, in_flight=args.in_flight))
-    except EmulatorUnavailable as error:
-        print(f"bench.ably_publish: {error}", file=sys.stderr)
-        return 1
-    if args.output:
-        args.output.write_text(render(report), encoding="utf-8")
-        path = args.output
-    else:
-        path = compose.write_section(NAME, render(report))
-    print(summary(report))
-    print(f"wrote {path}")
-    return 0
+    measuring = measure(events=events, rounds=rounds, in_flight=args.in_flight)
+    return compose.run(NAME, measuring, render, summary, args.output, EmulatorUnavailable)
 
 
 if __name__ == "__main__":

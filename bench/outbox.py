@@ -61,7 +61,7 @@ import psycopg
 import redis.asyncio as aioredis
 
 from bench import compose
-from bench.redis_publish import DATA
+from bench.harness import DATA
 from realtime_bridge import Bridge, Event
 from realtime_bridge.adapters.redis import RedisKeys
 from realtime_bridge.outbox import Outbox
@@ -1427,8 +1427,8 @@ def render(report: Report) -> str:
         "## Transactional outbox: relay vs procrastinate and pgqueuer\n",
         _INTRO,
         "Targets (issue 3):\n\n" + "\n".join(verdicts) + "\n",
-        _bullets("Measured on", report.machine),
-        _bullets("Settings", _settings_list(s)),
+        compose.bullets("Measured on", report.machine),
+        compose.bullets("Settings", _settings_list(s)),
     ]
     if report.drains:
         parts += ["### Drain of a backlog, one process\n", _DRAIN, _drain_table(report)]
@@ -1445,10 +1445,6 @@ def render(report: Report) -> str:
         parts += ["### Enqueue cost in the application's transaction\n", text]
         parts.append(_enqueue_table(report))
     return "\n".join(parts)
-
-
-def _bullets(title: str, items: dict[str, str]) -> str:
-    return "\n".join([f"{title}:\n"] + [f"- {key}: {value}" for key, value in items.items()]) + "\n"
 
 
 def summary(report: Report) -> str:
@@ -1475,16 +1471,12 @@ def quiet_peers() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, write this section, print the verdicts: what ``bench/run`` calls."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.outbox",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = compose.parser(NAME, __doc__)
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="admin DSN (any database)")
     parser.add_argument("--redis", default=DEFAULT_REDIS, help="Redis to publish to")
     parser.add_argument("--quick", action="store_true", help="tiny counts: checks the harness")
     parser.add_argument("--only", nargs="+", choices=("drain", "latency", "enqueue"))
-    parser.add_argument("--output", type=Path, help="write the section here")
+    compose.add_output(parser, "write the section here")
     for hidden in ("--worker", "--database", "--prefix"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=500, help=argparse.SUPPRESS)
@@ -1495,15 +1487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return worker_main(args)
     settings = QUICK if args.quick else FULL
     parts = args.only or ("drain", "latency", "enqueue")
-    report = asyncio.run(measure(args.postgres, args.redis, settings, parts=parts))
-    text = render(report)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
-    else:
-        args.output = compose.write_section(NAME, text)
-    print(summary(report))
-    print(f"wrote {args.output}")
-    return 0
+    measuring = measure(args.postgres, args.redis, settings, parts=parts)
+    return compose.run(NAME, measuring, render, summary, args.output)
 
 
 if __name__ == "__main__":

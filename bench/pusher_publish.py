@@ -37,17 +37,13 @@ Run ``bench/run pusher_publish`` (installs soketi, writes
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import gc
 import importlib.util
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -56,8 +52,8 @@ from typing import Any
 
 import pusher
 
-from bench import compose
-from bench.redis_publish import DATA
+from bench import compose, harness
+from bench.harness import CHANNELS, Figure, LanesReport, Peer, Sample, build_events
 from realtime_bridge import Bridge, Event
 from realtime_bridge.adapters.pusher import PusherAdapter
 
@@ -68,57 +64,17 @@ if str(TESTS) not in sys.path:
 import soketi_server  # noqa: E402
 from soketi_server import SoketiServer, start_soketi  # noqa: E402
 
-__all__ = ["PEERS", "Figure", "Peer", "Report", "Sample", "main", "measure", "render"]
+__all__ = ["PEERS", "Rig", "main", "measure", "render"]
 
 NAME = "pusher_publish"
 #: Pusher's batch limit (``/batch_events`` takes at most 10 events).
 BATCH = 10
 EVENTS = 10_000
-CHANNELS = 100
 #: ``Bridge.publish_many`` calls in flight at once in the concurrent peer.
 IN_FLIGHT = 8
 #: Each run takes several seconds (the SDK's one-per-call peer): fewer rounds than Redis's.
 ROUNDS = 5
 QUICK_EVENTS = 200
-EVENT_TYPE = "bench.tick"
-
-
-def build_events(count: int) -> list[Event]:
-    """``count`` events with the bench payload, round-robin over ``CHANNELS`` channels."""
-    return [
-        Event(channel=f"bench.{index % CHANNELS}", type=EVENT_TYPE, data=DATA)
-        for index in range(count)
-    ]
-
-
-def chunks(items: Sequence[Any], size: int = BATCH) -> list[Sequence[Any]]:
-    """Split ``items`` into batches before the clock starts, so slicing is not timed."""
-    return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def lanes(events: Sequence[Event], count: int) -> list[list[Event]]:
-    """``events`` split into ``count`` lanes by channel, each lane in the events' order.
-
-    Every channel's events go to one lane, so a lane sending in order keeps each
-    channel's order, however the lanes interleave. Channels are dealt round-robin
-    (``bench.0`` to lane 0, ``bench.1`` to lane 1, ...) so the lanes are the same size.
-    """
-    lane_of: dict[str, int] = {}
-    split: list[list[Event]] = [[] for _ in range(count)]
-    for event in events:
-        lane = lane_of.setdefault(event.channel, len(lane_of) % count)
-        split[lane].append(event)
-    return [lane for lane in split if lane]
-
-
-def process_cpu(pid: int) -> float | None:
-    """CPU seconds (user + system, all threads) process ``pid`` has used; None without /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()  # after "pid (comm)": fields 3, 4, ...
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(slots=True)
@@ -155,38 +111,15 @@ class Rig:
         return cls(server, sdk, adapter, Bridge(adapter), events, datas, in_flight)
 
     def soketi_cpu(self) -> float | None:
-        return None if self.server.pid is None else process_cpu(self.server.pid)
+        return None if self.server.pid is None else harness.process_cpu(self.server.pid)
 
     async def close(self) -> None:
         await self.bridge.aclose()  # closes the adapter's pooled client
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One timed run of one peer: wall seconds, our CPU seconds, soketi's CPU seconds."""
-
-    events: int
-    seconds: float
-    cpu: float
-    soketi_cpu: float | None
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds
-
-
 async def clock(rig: Rig, count: int, send: Callable[[], Awaitable[None]]) -> Sample:
-    """Time one ``send()`` of ``count`` events; collects first so old garbage is not billed."""
-    gc.collect()
-    soketi_before = rig.soketi_cpu()
-    cpu_before = time.process_time()
-    start = time.perf_counter()
-    await send()
-    seconds = time.perf_counter() - start
-    cpu = time.process_time() - cpu_before
-    soketi_after = rig.soketi_cpu()
-    soketi = None if soketi_before is None or soketi_after is None else soketi_after - soketi_before
-    return Sample(count, seconds, cpu, soketi)
+    """Time one ``send()`` of ``count`` events, with soketi's CPU beside ours."""
+    return await harness.timed(count, send, rig.soketi_cpu)
 
 
 def expect_no_error(bodies: Sequence[Any], calls: int, who: str) -> None:
@@ -225,7 +158,11 @@ async def sdk_trigger_batch(rig: Rig, count: int) -> Sample:
             {"channel": event.channel, "name": event.type, "data": data}
             for event, data in zip(events, datas, strict=True)
         ]
-        for events, datas in zip(chunks(rig.events[:count]), chunks(rig.datas[:count]), strict=True)
+        for events, datas in zip(
+            harness.chunks(rig.events[:count], BATCH),
+            harness.chunks(rig.datas[:count], BATCH),
+            strict=True,
+        )
     ]
     bodies: list[Any] = []
 
@@ -240,7 +177,7 @@ async def sdk_trigger_batch(rig: Rig, count: int) -> Sample:
 
 async def ours_batch(rig: Rig, count: int) -> Sample:
     """Our adapter in the same shape as ``trigger_batch``: ``publish`` of 10, one at a time."""
-    batches = chunks(rig.events[:count])
+    batches = harness.chunks(rig.events[:count], BATCH)
     published = 0
 
     async def send() -> None:
@@ -249,8 +186,7 @@ async def ours_batch(rig: Rig, count: int) -> Sample:
             published += (await rig.adapter.publish(batch)).published
 
     sample = await clock(rig, count, send)
-    if published != count:
-        raise RuntimeError(f"our adapter published {published} of {count} events")
+    harness.expect_published("our adapter", published, count)
     return sample
 
 
@@ -261,7 +197,7 @@ async def ours_lanes(rig: Rig, count: int) -> Sample:
     from several calls in flight, as a relay's partitions give it. Each lane holds
     whole channels (``lanes``), so every channel's events still go out in order.
     """
-    split = lanes(rig.events[:count], rig.in_flight)
+    split = harness.lanes(rig.events[:count], rig.in_flight)
     published = 0
 
     async def send() -> None:
@@ -270,26 +206,15 @@ async def ours_lanes(rig: Rig, count: int) -> Sample:
         published = sum(receipt.published for receipt in receipts)
 
     sample = await clock(rig, count, send)
-    if published != count:
-        raise RuntimeError(f"the Bridge published {published} of {count} events")
+    harness.expect_published("the Bridge", published, count)
     return sample
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """One way of publishing: what it is, and what each HTTP request it makes carries."""
-
-    key: str
-    name: str
-    requests: str
-    run: Callable[[Rig, int], Awaitable[Sample]]
 
 
 BASELINE = "sdk-trigger"
 SDK_BATCH = "sdk-batch"
 OURS_BATCH = "ours-batch"
 TARGET = "ours-lanes"
-PEERS: tuple[Peer, ...] = (
+PEERS: tuple[Peer[Rig], ...] = (
     Peer(
         BASELINE,
         "pusher SDK `trigger(channel, name, data)` (its README way)",
@@ -318,101 +243,28 @@ PEERS: tuple[Peer, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """One peer's samples, one per round."""
-
-    peer: Peer
-    samples: tuple[Sample, ...]
-
-    @property
-    def rates(self) -> list[float]:
-        return [sample.rate for sample in self.samples]
-
-    @property
-    def median(self) -> float:
-        """Median events/s."""
-        return statistics.median(self.rates)
-
-    @property
-    def cpu_us(self) -> float:
-        """Median CPU microseconds per event of this process (SDK or ours, and the harness)."""
-        return statistics.median(sample.cpu / sample.events * 1e6 for sample in self.samples)
-
-    @property
-    def soketi_us(self) -> float | None:
-        """Median CPU microseconds per event of soketi; None where it could not be read."""
-        values = [s.soketi_cpu / s.events * 1e6 for s in self.samples if s.soketi_cpu is not None]
-        return statistics.median(values) if values else None
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """Everything BENCHMARKS.md shows: the figures and what they were measured on."""
-
-    figures: tuple[Figure, ...]
-    machine: dict[str, str]
-    settings: dict[str, str]
-    in_flight: int
-
-    def figure(self, key: str) -> Figure:
-        return next(figure for figure in self.figures if figure.peer.key == key)
-
-    def ratio(self, figure: Figure, baseline: str = BASELINE) -> float:
-        """``figure``'s median events/s over the SDK's ``trigger``: the issue's yardstick."""
-        return figure.median / self.figure(baseline).median
-
-    def round_ratios(self, figure: Figure) -> list[float]:
-        """``figure`` over the SDK's ``trigger`` round by round: how far noise moves it."""
-        baseline = self.figure(BASELINE).rates
-        return [rate / base for rate, base in zip(figure.rates, baseline, strict=True)]
-
-    def name(self, figure: Figure) -> str:
-        return figure.peer.name.format(in_flight=self.in_flight)
-
-
-async def run_round(rig: Rig, peers: Sequence[Peer], count: int, shift: int) -> list[Sample]:
-    """Each peer once, starting at ``shift`` so no peer always goes first."""
-    samples: list[Sample | None] = [None] * len(peers)
-    for step in range(len(peers)):
-        index = (shift + step) % len(peers)
-        samples[index] = await peers[index].run(rig, count)
-    return [sample for sample in samples if sample is not None]
-
-
 async def measure(
     *,
     events: int = EVENTS,
     rounds: int = ROUNDS,
     in_flight: int = IN_FLIGHT,
-    peers: Sequence[Peer] = PEERS,
+    peers: Sequence[Peer[Rig]] = PEERS,
     server: SoketiServer | None = None,
-) -> Report:
+) -> LanesReport[Rig]:
     """Measure every peer ``rounds`` times, interleaved, ``events`` events per run.
 
     Against ``server`` if given; otherwise a private soketi is started (raises
     ``SoketiUnavailable`` if it is not installed: ``scripts/install-soketi``) and
     killed afterwards.
     """
-    own = server is None
-    if server is None:
-        server = start_soketi()
-    try:
-        rig = Rig.open(server, events, in_flight)
+    with harness.serving(server, start_soketi) as soketi:
+        rig = Rig.open(soketi, events, in_flight)
         try:
-            # Untimed warm-up: imports, the first connections, soketi's JIT.
-            await run_round(rig, peers, min(events, CHANNELS * 2), shift=0)
-            per_round = [await run_round(rig, peers, events, shift) for shift in range(rounds)]
+            # After an untimed warm-up round: imports, the first connections, soketi's JIT.
+            figures = await harness.interleave(rig, peers, events, rounds)
         finally:
             await rig.close()
         machine = describe_machine()
-    finally:
-        if own:
-            server.close()
-    figures = tuple(
-        Figure(peer, tuple(samples[index] for samples in per_round))
-        for index, peer in enumerate(peers)
-    )
     sample = rig.events[0]
     settings = {
         "rounds": str(rounds),
@@ -423,7 +275,9 @@ async def measure(
         "soketi": "one private process on loopback, plain HTTP, default app limits "
         "(`maxBackendEventsPerSecond` -1: no rate limit), no subscribers",
     }
-    return Report(figures, machine, settings, in_flight)
+    return LanesReport(
+        figures=figures, machine=machine, settings=settings, baseline=BASELINE, in_flight=in_flight
+    )
 
 
 def describe_machine() -> dict[str, str]:
@@ -490,7 +344,7 @@ the lanes' interleaving. All lanes share the one Bridge and its pooled client.
 """
 
 
-def _reading(report: Report) -> str:
+def _reading(report: LanesReport[Rig]) -> str:
     """The notes under the table: what limits each figure, from this run's numbers."""
     sdk, sdk_batch = report.figure(BASELINE), report.figure(SDK_BATCH)
     ours, lanes_ = report.figure(OURS_BATCH), report.figure(TARGET)
@@ -535,17 +389,9 @@ def _reading(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _per_lane(channels: int, lanes: int) -> str:
-    """How many channels each lane holds: "12 or 13", or "5" when they divide evenly."""
-    low, extra = divmod(channels, lanes)
-    if low == 0:
-        return "1"
-    return f"{low}" if extra == 0 else f"{low} or {low + 1}"
-
-
-def _soketi_cost(single: Figure, batched: Figure) -> str:
+def _soketi_cost(single: Figure[Rig], batched: Figure[Rig]) -> str:
     """How much more soketi spends per event on one request per event than on batches."""
-    high, low = single.soketi_us, batched.soketi_us
+    high, low = single.server_us, batched.server_us
     if high is None or low is None or low <= 0:
         return "."
     return (
@@ -554,7 +400,7 @@ def _soketi_cost(single: Figure, batched: Figure) -> str:
     )
 
 
-def render(report: Report) -> str:
+def render(report: LanesReport[Rig]) -> str:
     """This benchmark's section of BENCHMARKS.md: method, verdict, machine, settings, table."""
     target = report.figure(TARGET)
     ratio, per_round = report.ratio(target), report.round_ratios(target)
@@ -566,84 +412,37 @@ def render(report: Report) -> str:
             events=events,
             channels=min(events, CHANNELS),
             in_flight=report.in_flight,
-            per_lane=_per_lane(min(events, CHANNELS), report.in_flight),
+            per_lane=harness.per_lane(min(events, CHANNELS), report.in_flight),
         ),
         f"**Target {verdict}: the Bridge with {report.in_flight} lanes in flight ran at "
         f"{ratio:.1f}x the SDK's one-per-call `trigger`** (ratio of medians; round by round "
         f"it ranged {min(per_round):.1f}x to {max(per_round):.1f}x), at "
         f"{target.cpu_us:.0f} µs of CPU per event against the SDK's "
         f"{report.figure(BASELINE).cpu_us:.0f} µs.\n",
-        _bullets("Measured on", report.machine),
-        _bullets("Settings", report.settings),
+        compose.bullets("Measured on", report.machine),
+        compose.bullets("Settings", report.settings),
         f"### {events:,} events, 100 channels\n",
-        _table(report),
+        report.table("SDK trigger", "soketi"),
         _reading(report),
     ]
     return "\n".join(parts)
 
 
-def _bullets(title: str, items: dict[str, str]) -> str:
-    lines = [f"{title}:\n"] + [f"- {key}: {value}" for key, value in items.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _table(report: Report) -> str:
-    lines = [
-        "| peer | events/s (median) | range over rounds | vs SDK trigger "
-        "| our process CPU µs/event | soketi CPU µs/event | its requests |",
-        "|---|--:|--:|--:|--:|--:|---|",
-    ]
-    for figure in report.figures:
-        low, high = min(figure.rates), max(figure.rates)
-        soketi = "n/a" if figure.soketi_us is None else f"{figure.soketi_us:.0f}"
-        lines.append(
-            f"| {report.name(figure)} | {figure.median:,.0f} | {low:,.0f} to {high:,.0f} "
-            f"| {report.ratio(figure):.2f}x | {figure.cpu_us:.0f} | {soketi} "
-            f"| {figure.peer.requests.format(in_flight=report.in_flight)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def summary(report: Report) -> str:
+def summary(report: LanesReport[Rig]) -> str:
     """A few lines for the terminal: each peer's median, ratio and CPU per event."""
-    return "\n".join(
-        f"{figure.median:>10,.0f} events/s  {report.ratio(figure):6.2f}x vs SDK trigger  "
-        f"{figure.cpu_us:6.0f} µs CPU/event  {figure.peer.key}"
-        for figure in report.figures
-    )
+    return report.summary("SDK trigger")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, write this section, print a summary: what ``bench/run`` calls."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.pusher_publish",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = compose.parser(NAME, __doc__)
     parser.add_argument("--events", type=int, default=EVENTS, help="events per run")
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument(
-        "--in-flight", type=int, default=IN_FLIGHT, help="publish_many lanes sent at once"
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny counts: checks the harness")
-    parser.add_argument(
-        "--output", type=Path, help="write the section here (default: bench/sections/)"
-    )
+    harness.add_lanes_options(parser, ROUNDS, IN_FLIGHT, "publish_many lanes sent at once")
     args = parser.parse_args(argv)
     events, rounds = (QUICK_EVENTS, 1) if args.quick else (args.events, args.rounds)
-    try:
-        report = asyncio.run(measure(events=events, rounds=rounds, in_flight=args.in_flight))
-    except soketi_server.SoketiUnavailable as error:
-        print(f"bench.pusher_publish: {error}", file=sys.stderr)
-        return 1
-    if args.output:
-        args.output.write_text(render(report), encoding="utf-8")
-        path = args.output
-    else:
-        path = compose.write_section(NAME, render(report))
-    print(summary(report))
-    print(f"wrote {path}")
-    return 0
+    measuring = measure(events=events, rounds=rounds, in_flight=args.in_flight)
+    unavailable = soketi_server.SoketiUnavailable
+    return compose.run(NAME, measuring, render, summary, args.output, unavailable)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ BENCHMARKS.md), or ``python -m bench.redis_publish --help``.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import gc
 import statistics
 import sys
@@ -33,17 +31,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
 from broadcaster import Broadcast
 
-from bench import compose
+from bench import compose, harness
+from bench.harness import DATA, EVENT_TYPE, chunks, expect_published
 from realtime_bridge import Event
 from realtime_bridge.adapters.redis import RedisAdapter
 
-__all__ = ["PEERS", "Figure", "Peer", "Report", "main", "measure", "render"]
+__all__ = ["PEERS", "Figure", "Peer", "main", "measure", "render"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 NAME = "redis_publish"
@@ -54,27 +51,11 @@ SINGLE_EVENTS = 2000
 BATCHED_EVENTS = 10000
 HISTORY = 1000
 CHANNEL = "bench.1"
-EVENT_TYPE = "bench.tick"
-#: The ``data`` of every event: about 200 bytes of JSON, shaped like a real state update.
-DATA: dict[str, Any] = {
-    "order_id": 421337,
-    "status": "shipped",
-    "customer": {"id": "cus_8f3a2b", "name": "Ada Lovelace"},
-    "items": [{"sku": "SKU-1001", "qty": 2}, {"sku": "SKU-2002", "qty": 1}],
-    "total_cents": 129900,
-    "currency": "EUR",
-    "carrier": "DHL",
-}
 
 
 def build_events(count: int) -> list[Event]:
     """``count`` events with the bench payload, each with a new id (so none is a duplicate)."""
     return [Event(channel=CHANNEL, type=EVENT_TYPE, data=DATA) for _ in range(count)]
-
-
-def chunks(items: Sequence[Any], size: int = BATCH) -> list[Sequence[Any]]:
-    """Split ``items`` into batches before the clock starts, so slicing is not timed."""
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 @dataclass(slots=True)
@@ -126,12 +107,6 @@ async def clock(send: Callable[[], Awaitable[None]]) -> float:
     return time.perf_counter() - start
 
 
-def expect_published(published: int, count: int) -> None:
-    """Fail loudly if dedupe dropped events: the figure would then be for less work."""
-    if published != count:
-        raise RuntimeError(f"our adapter published {published} of {count} events")
-
-
 # -- the peers: each prepares untimed, then returns the seconds its sending took --
 
 
@@ -168,7 +143,7 @@ async def ours_single(rig: Rig, count: int) -> float:
             published += (await rig.adapter.publish([event])).published
 
     seconds = await clock(send)
-    expect_published(published, count)
+    expect_published("our adapter", published, count)
     return seconds
 
 
@@ -183,13 +158,13 @@ async def ours_single_building(rig: Rig, count: int) -> float:
             published += (await rig.adapter.publish([event])).published
 
     seconds = await clock(send)
-    expect_published(published, count)
+    expect_published("our adapter", published, count)
     return seconds
 
 
 async def redis_pipeline(rig: Rig, count: int) -> float:
     """The best plain redis-py does with batching: 100 PUBLISHes per round trip."""
-    batches = chunks(rig.payloads[:count])
+    batches = chunks(rig.payloads[:count], BATCH)
 
     async def send() -> None:
         for batch in batches:
@@ -203,7 +178,7 @@ async def redis_pipeline(rig: Rig, count: int) -> float:
 
 async def ours_batch(rig: Rig, count: int) -> float:
     """The figure the target is about: 100 events per call, each deduped, kept and published."""
-    batches = chunks(build_events(count))
+    batches = chunks(build_events(count), BATCH)
     published = 0
 
     async def send() -> None:
@@ -212,13 +187,13 @@ async def ours_batch(rig: Rig, count: int) -> float:
             published += (await rig.adapter.publish(batch)).published
 
     seconds = await clock(send)
-    expect_published(published, count)
+    expect_published("our adapter", published, count)
     return seconds
 
 
 async def ours_batch_building(rig: Rig, count: int) -> float:
     """As ``ours_batch``, plus what building and validating each ``Event`` costs."""
-    sizes = [len(batch) for batch in chunks(range(count))]
+    sizes = [len(batch) for batch in chunks(range(count), BATCH)]
     published = 0
 
     async def send() -> None:
@@ -228,7 +203,7 @@ async def ours_batch_building(rig: Rig, count: int) -> float:
             published += (await rig.adapter.publish(batch)).published
 
     seconds = await clock(send)
-    expect_published(published, count)
+    expect_published("our adapter", published, count)
     return seconds
 
 
@@ -303,27 +278,6 @@ class Figure:
         return statistics.median(self.rates)
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
-    """Everything BENCHMARKS.md shows: the figures and what they were measured on."""
-
-    figures: tuple[Figure, ...]
-    machine: dict[str, str]
-    settings: dict[str, str]
-
-    def figure(self, key: str) -> Figure:
-        return next(figure for figure in self.figures if figure.peer.key == key)
-
-    def ratio(self, figure: Figure) -> float:
-        """``figure``'s median events/s over broadcaster's: the issue's yardstick."""
-        return figure.median / self.figure(BASELINE).median
-
-    def round_ratios(self, figure: Figure) -> list[float]:
-        """``figure`` over broadcaster round by round: shows how far noise moves the ratio."""
-        baseline = self.figure(BASELINE).rates
-        return [rate / base for rate, base in zip(figure.rates, baseline, strict=True)]
-
-
 async def run_round(
     rig: Rig, peers: Sequence[Peer], *, single: int, batched: int, shift: int
 ) -> list[float]:
@@ -344,7 +298,7 @@ async def measure(
     rounds: int = ROUNDS,
     peers: Sequence[Peer] = PEERS,
     prefix: str | None = None,
-) -> Report:
+) -> harness.Report[Figure]:
     """Measure every peer ``rounds`` times, interleaved; ``single``/``batched`` events per run.
 
     Keys go under ``prefix`` (default: a new random one) and are deleted afterwards.
@@ -373,7 +327,7 @@ async def measure(
         "payload": f"`data` {len(sample.data_json)} bytes, envelope {len(sample.encode())} bytes",
         "our adapter": f"`history={HISTORY}` (approximate trim), one channel",
     }
-    return Report(figures, machine, settings)
+    return harness.Report(figures=figures, machine=machine, settings=settings, baseline=BASELINE)
 
 
 async def describe_machine(client: aioredis.Redis) -> dict[str, str]:
@@ -416,7 +370,7 @@ batches, where the script's cost is shared by every event in it.
 """
 
 
-def render(report: Report) -> str:
+def render(report: harness.Report[Figure]) -> str:
     """This benchmark's section of BENCHMARKS.md: method, verdict, machine, settings, tables."""
     target = report.figure(TARGET)
     ratio, per_round = report.ratio(target), report.round_ratios(target)
@@ -427,8 +381,8 @@ def render(report: Report) -> str:
         f"**Target {verdict}: our batches of {BATCH} ran at {ratio:.1f}x broadcaster** "
         f"(ratio of medians; round by round it ranged {min(per_round):.1f}x to "
         f"{max(per_round):.1f}x).\n",
-        _bullets("Measured on", report.machine),
-        _bullets("Settings", report.settings),
+        compose.bullets("Measured on", report.machine),
+        compose.bullets("Settings", report.settings),
         "### Single events (one call per event)\n",
         _table(report, [figure for figure in report.figures if not figure.peer.batched]),
         f"### Batches of {BATCH} (one call per {BATCH} events)\n",
@@ -437,12 +391,7 @@ def render(report: Report) -> str:
     return "\n".join(parts)
 
 
-def _bullets(title: str, items: dict[str, str]) -> str:
-    lines = [f"{title}:\n"] + [f"- {key}: {value}" for key, value in items.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _table(report: Report, figures: Sequence[Figure]) -> str:
+def _table(report: harness.Report[Figure], figures: Sequence[Figure]) -> str:
     lines = [
         "| peer | events/s (median) | range over rounds | vs broadcaster | per event, it does |",
         "|---|--:|--:|--:|---|",
@@ -456,7 +405,7 @@ def _table(report: Report, figures: Sequence[Figure]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary(report: Report) -> str:
+def summary(report: harness.Report[Figure]) -> str:
     """A few lines for the terminal: each peer's median and ratio."""
     return "\n".join(
         f"{figure.median:>12,.0f} events/s  {report.ratio(figure):6.2f}x vs broadcaster  "
@@ -467,32 +416,17 @@ def summary(report: Report) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, write this section, print a summary: what ``bench/run`` calls."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.redis_publish",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = compose.parser(NAME, __doc__)
     parser.add_argument("--url", default=DEFAULT_URL, help="Redis to measure against")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument(
         "--single", type=int, default=SINGLE_EVENTS, help="events per single-event run"
     )
     parser.add_argument("--batched", type=int, default=BATCHED_EVENTS, help="events per batch run")
-    parser.add_argument(
-        "--output", type=Path, help="write the section here (default: bench/sections/)"
-    )
+    compose.add_output(parser)
     args = parser.parse_args(argv)
-    report = asyncio.run(
-        measure(args.url, single=args.single, batched=args.batched, rounds=args.rounds)
-    )
-    if args.output:
-        args.output.write_text(render(report), encoding="utf-8")
-        path = args.output
-    else:
-        path = compose.write_section(NAME, render(report))
-    print(summary(report))
-    print(f"wrote {path}")
-    return 0
+    measuring = measure(args.url, single=args.single, batched=args.batched, rounds=args.rounds)
+    return compose.run(NAME, measuring, render, summary, args.output)
 
 
 if __name__ == "__main__":

@@ -56,36 +56,25 @@ then BENCHMARKS.md), or ``python -m bench.supabase_publish --help``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import ctypes
-import gc
-import importlib.util
 import json
 import os
-import re
-import select
-import signal
 import ssl
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import certifi
 import httpx
 from realtime import AsyncRealtimeChannel, AsyncRealtimeClient
 
-from bench import compose
-from bench.pusher_publish import lanes, process_cpu
-from bench.redis_publish import DATA
+from bench import compose, emulated, harness
+from bench.emulated import HOST, EmulatorUnavailable
+from bench.harness import CHANNELS, Figure, LanesReport, Peer, Sample, build_events, envelope
 from realtime_bridge import Bridge, Event
 from realtime_bridge.adapters.supabase import SupabaseAdapter
 from realtime_bridge.testing.supabase import SupabaseEmulator
@@ -94,10 +83,9 @@ __all__ = [
     "PEERS",
     "EmulatorProcess",
     "EmulatorUnavailable",
-    "Figure",
-    "Peer",
     "Report",
-    "Sample",
+    "Rig",
+    "clock",
     "main",
     "measure",
     "render",
@@ -108,21 +96,16 @@ NAME = "supabase_publish"
 #: Our adapter's ``messages_per_second``: Supabase Free's quota, and so its batch limit.
 BATCH = 100
 EVENTS = 10_000
-CHANNELS = 100
 #: Events each SDK run sends (the first of the run's events): see the module's docstring.
 SDK_EVENTS = 1_000
 #: Concurrent publishers in the lanes peers (ours and the SDK's).
 IN_FLIGHT = 8
 ROUNDS = 5
 QUICK_EVENTS = 200
-EVENT_TYPE = "bench.tick"
-HOST = "127.0.0.1"
 #: The JWT secret the emulator is started with; the service key is minted from it here.
 JWT_SECRET = "realtime-bridge-bench-jwt-secret-0123456789"
 #: The emulator's messages-per-second quota: far above any peer's rate, so none is throttled.
 EMULATOR_QUOTA = 1_000_000_000
-#: Upper bound for the emulator to start or stop; reached only when something is broken.
-STARTUP_TIMEOUT = 20.0
 #: The emulator's broadcast routes (``GET /_emulator/requests`` counts by route).
 SINGLE_ROUTE = "POST /api/broadcast/{topic}/events/{event}"
 BATCH_ROUTE = "POST /api/broadcast"
@@ -131,162 +114,22 @@ SINGLE_SOURCE = "rest-single"
 BATCH_SOURCE = "rest"
 
 
-class EmulatorUnavailable(RuntimeError):
-    """The emulator did not start (the ``emulator`` extra missing, say); the message says why."""
-
-
-def build_events(count: int) -> list[Event]:
-    """``count`` new events (new ids) with the bench payload, round-robin over the channels."""
-    return [
-        Event(channel=f"bench.{index % CHANNELS}", type=EVENT_TYPE, data=DATA)
-        for index in range(count)
-    ]
-
-
-def chunks(items: Sequence[Any], size: int = BATCH) -> list[Sequence[Any]]:
-    """Split ``items`` into batches before the clock starts, so slicing is not timed."""
-    return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def by_channel(events: Sequence[Event]) -> dict[str, list[Event]]:
-    """``events`` grouped by channel, each group in the events' order."""
-    groups: dict[str, list[Event]] = {}
-    for event in events:
-        groups.setdefault(event.channel, []).append(event)
-    return groups
-
-
-def envelope(event: Event) -> dict[str, Any]:
-    """What the SDK is given as ``payload``: the envelope our adapter sends, as a dict."""
-    return dict(json.loads(event.encode()))
-
-
 # -- the emulator, in a process of its own ----------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM it if this process dies (Linux), so none is left."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @dataclass(kw_only=True)
-class EmulatorProcess:
+class EmulatorProcess(emulated.EmulatorProcess):
     """``realtime-bridge emulate supabase`` on a free loopback port; ``close`` stops it."""
 
-    url: str
     service_key: str
-    _process: subprocess.Popen[str] | None = field(default=None, repr=False)
-    _stderr: IO[str] | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rpartition(":")[2])
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def cpu(self) -> float | None:
-        """CPU seconds the emulator has used; None without /proc."""
-        return None if self.pid is None else process_cpu(self.pid)
-
-    def close(self) -> None:
-        """Stop it (SIGTERM: uvicorn shuts down gracefully; SIGKILL if it does not) and reap it."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STARTUP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process is not None and process.stdout is not None:
-            process.stdout.close()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
 
 def start_emulator() -> EmulatorProcess:
     """Start the emulator on a free port and wait until its control API answers."""
-    # Open for the process's life (its stderr, read if it fails to start); close() closes it.
-    stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
-    command = [
-        "emulate",
-        "supabase",
-        "--host",
-        HOST,
-        "--port",
-        "0",
-        "--jwt-secret",
-        JWT_SECRET,
-        "--messages-per-second",
-        str(EMULATOR_QUOTA),
-    ]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "realtime_bridge.cli", *command],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-    )
-    # The same secret gives the same keys: the service key the emulator printed.
-    key = SupabaseEmulator(JWT_SECRET).service_key
-    emulator = EmulatorProcess(url="", service_key=key, _process=process, _stderr=stderr)
-    try:
-        emulator.url = _announced_url(process)
-        _wait_until_answering(emulator)
-    except BaseException:
-        why = _tail(stderr)
-        emulator.close()
-        raise EmulatorUnavailable(f"the Supabase emulator did not start: {why}") from None
-    return emulator
-
-
-def _announced_url(process: subprocess.Popen[str]) -> str:
-    """The URL in the emulator's first line, "... listening on http://127.0.0.1:PORT"."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        if ready:
-            line = process.stdout.readline()
-            found = re.search(r"listening on (http://\S+)", line)
-            if found:
-                return found.group(1)
-            if not line:  # end of output: it exited
-                break
-        elif process.poll() is not None:
-            break
-    raise EmulatorUnavailable("no URL announced")
-
-
-def _wait_until_answering(emulator: EmulatorProcess) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        try:
-            response = httpx.get(f"{emulator.url}/_emulator/requests", timeout=1.0)
-            if response.status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if not emulator.running or time.monotonic() > deadline:
-            raise EmulatorUnavailable("its control API did not answer")
-        time.sleep(0.05)
-
-
-def _tail(stream: IO[str], lines: int = 20) -> str:
-    with contextlib.suppress(OSError, ValueError):
-        stream.seek(0)
-        text = "\n".join(stream.read().splitlines()[-lines:]).strip()
-        return text or "(nothing on stderr)"
-    return "(no stderr)"
+    # The same secret gives the same keys: the service key the emulator prints.
+    emulator = EmulatorProcess(service_key=SupabaseEmulator(JWT_SECRET).service_key)
+    options = ["--jwt-secret", JWT_SECRET, "--messages-per-second", str(EMULATOR_QUOTA)]
+    return emulator.start("supabase", options, probe="/_emulator/requests")
 
 
 # -- the rig: clients, control calls, checks ----------------------------------------------
@@ -347,7 +190,7 @@ class Rig:
         held: dict[str, list[dict[str, Any]]] = {}
         for broadcast in stored:
             held.setdefault(broadcast["topic"], []).append(broadcast)
-        for channel, expected in by_channel(events).items():
+        for channel, expected in harness.by_channel(events).items():
             found = held.get(channel, [])
             if len(found) != len(expected):
                 raise RuntimeError(
@@ -365,9 +208,6 @@ class Rig:
                         f"{source}: expected {event.id}, found {str(broadcast)[:160]!r}"
                     )
 
-    def emulator_cpu(self) -> float | None:
-        return self.emulator.cpu()
-
     async def close(self) -> None:
         try:
             await self.bridge.aclose()  # closes the adapter's pooled client
@@ -376,21 +216,6 @@ class Rig:
             # the client it opens on every call. close() cancels nothing and sends nothing.
             await self.sdk.close()
             await self.control.aclose()
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One timed run of one peer: wall seconds, our CPU seconds, the emulator's CPU seconds."""
-
-    events: int
-    seconds: float
-    cpu: float
-    emulator_cpu: float | None
-    requests: int
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds
 
 
 async def clock(
@@ -404,27 +229,16 @@ async def clock(
 
     ``expected``: the route the peer's requests go to and how many its shape
     implies; the emulator's counts must show exactly those and nothing else.
-    Collects garbage first so old garbage is not billed.
     """
     await rig.fresh()
-    gc.collect()
-    emulator_before = rig.emulator_cpu()
-    cpu_before = time.process_time()
-    start = time.perf_counter()
-    await send()
-    seconds = time.perf_counter() - start
-    cpu = time.process_time() - cpu_before
-    emulator_after = rig.emulator_cpu()
     route, count = expected
+    sample = await harness.timed(len(events), send, rig.emulator.cpu, count)
     made = await rig.requests()
     if made != {route: count}:
         raise RuntimeError(f"{who} made {made} requests; its shape implies {{{route!r}: {count}}}")
     source = SINGLE_SOURCE if route == SINGLE_ROUTE else BATCH_SOURCE
     await rig.check_stored(events, source, who)
-    emulator = None
-    if emulator_before is not None and emulator_after is not None:
-        emulator = emulator_after - emulator_before
-    return Sample(len(events), seconds, cpu, emulator, count)
+    return sample
 
 
 # -- the peers: each prepares untimed, then returns its timed, checked Sample ----------
@@ -453,7 +267,7 @@ async def sdk_gather(rig: Rig, count: int) -> Sample:
     turn, so every channel's events still go out in order.
     """
     events = build_events(min(count, rig.sdk_events))
-    split = [_sdk_calls(rig, lane) for lane in lanes(events, rig.in_flight)]
+    split = [_sdk_calls(rig, lane) for lane in harness.lanes(events, rig.in_flight)]
 
     async def publisher(calls: list[tuple[AsyncRealtimeChannel, str, Any]]) -> None:
         for channel, name, payload in calls:
@@ -467,13 +281,13 @@ async def sdk_gather(rig: Rig, count: int) -> Sample:
 
 def _requests_for(events: Sequence[Event]) -> int:
     """Requests our adapter makes for ``events`` sent in 100s: one each, even a batch of one."""
-    return len(chunks(events))
+    return len(harness.chunks(events, BATCH))
 
 
 async def ours_batch(rig: Rig, count: int) -> Sample:
     """Our adapter, as the relay calls it: ``publish`` of 100 events, awaited in turn."""
     events = build_events(count)
-    batches = chunks(events)
+    batches = harness.chunks(events, BATCH)
     published = 0
 
     async def send() -> None:
@@ -482,8 +296,7 @@ async def ours_batch(rig: Rig, count: int) -> Sample:
             published += (await rig.adapter.publish(batch)).published
 
     sample = await clock(rig, events, (BATCH_ROUTE, len(batches)), "our adapter", send)
-    if published != count:
-        raise RuntimeError(f"our adapter published {published} of {count} events")
+    harness.expect_published("our adapter", published, count)
     return sample
 
 
@@ -497,15 +310,14 @@ async def ours_many(rig: Rig, count: int) -> Sample:
         published = (await rig.bridge.publish_many(events)).published
 
     sample = await clock(rig, events, (BATCH_ROUTE, _requests_for(events)), "the Bridge", send)
-    if published != count:
-        raise RuntimeError(f"the Bridge published {published} of {count} events")
+    harness.expect_published("the Bridge", published, count)
     return sample
 
 
 async def ours_lanes(rig: Rig, count: int) -> Sample:
     """``Bridge.publish_many`` in ``in_flight`` lanes at once, each holding whole channels."""
     events = build_events(count)
-    split = lanes(events, rig.in_flight)
+    split = harness.lanes(events, rig.in_flight)
     published = 0
 
     async def send() -> None:
@@ -515,19 +327,8 @@ async def ours_lanes(rig: Rig, count: int) -> Sample:
 
     requests = sum(_requests_for(lane) for lane in split)
     sample = await clock(rig, events, (BATCH_ROUTE, requests), "the Bridge in lanes", send)
-    if published != count:
-        raise RuntimeError(f"the Bridge published {published} of {count} events")
+    harness.expect_published("the Bridge", published, count)
     return sample
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """One way of publishing: what it is, and what each HTTP request it makes carries."""
-
-    key: str
-    name: str
-    requests: str
-    run: Callable[[Rig, int], Awaitable[Sample]]
 
 
 BASELINE = "sdk-http-send"
@@ -537,7 +338,7 @@ TARGET = "ours-many"
 OURS_LANES = "ours-lanes"
 _SINGLE = "`POST /api/broadcast/<topic>/events/<event>` (single message)"
 _LANES = "{in_flight} in flight (one per lane; each lane holds whole channels, in order)"
-PEERS: tuple[Peer, ...] = (
+PEERS: tuple[Peer[Rig], ...] = (
     Peer(
         BASELINE,
         "realtime SDK `await channel.http_send(event, payload)` (its docs' way)",
@@ -572,82 +373,14 @@ PEERS: tuple[Peer, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """One peer's samples, one per round."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report(LanesReport[Rig]):
+    """The figures, and what building an ``httpx.AsyncClient`` costs (``http_send`` does)."""
 
-    peer: Peer
-    samples: tuple[Sample, ...]
-
-    @property
-    def rates(self) -> list[float]:
-        return [sample.rate for sample in self.samples]
-
-    @property
-    def median(self) -> float:
-        """Median events/s."""
-        return statistics.median(self.rates)
-
-    @property
-    def cpu_us(self) -> float:
-        """Median CPU microseconds per event of this process (SDK or ours, and the harness)."""
-        return statistics.median(sample.cpu / sample.events * 1e6 for sample in self.samples)
-
-    @property
-    def emulator_us(self) -> float | None:
-        """Median CPU microseconds per event of the emulator; None where it could not be read."""
-        values = [
-            s.emulator_cpu / s.events * 1e6 for s in self.samples if s.emulator_cpu is not None
-        ]
-        return statistics.median(values) if values else None
-
-    @property
-    def events(self) -> int:
-        """Events per run (the same every round)."""
-        return self.samples[0].events
-
-    @property
-    def requests(self) -> int:
-        """Requests per run (the same every round)."""
-        return self.samples[0].requests
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """Everything BENCHMARKS.md shows: the figures and what they were measured on."""
-
-    figures: tuple[Figure, ...]
-    machine: dict[str, str]
-    settings: dict[str, str]
-    in_flight: int
     #: Median µs to build and close ``httpx.AsyncClient(timeout=...)``, as ``http_send`` does.
     client_us: float
     #: Median µs of the SSL context httpx makes for every client (the CA bundle loaded).
     ssl_us: float
-
-    def figure(self, key: str) -> Figure:
-        return next(figure for figure in self.figures if figure.peer.key == key)
-
-    def ratio(self, figure: Figure, baseline: str = BASELINE) -> float:
-        """``figure``'s median events/s over the SDK's one-per-call ``http_send``."""
-        return figure.median / self.figure(baseline).median
-
-    def round_ratios(self, figure: Figure) -> list[float]:
-        """``figure`` over the SDK's ``http_send`` round by round: how far noise moves it."""
-        baseline = self.figure(BASELINE).rates
-        return [rate / base for rate, base in zip(figure.rates, baseline, strict=True)]
-
-    def name(self, figure: Figure) -> str:
-        return figure.peer.name.format(in_flight=self.in_flight)
-
-
-async def run_round(rig: Rig, peers: Sequence[Peer], count: int, shift: int) -> list[Sample]:
-    """Each peer once, starting at ``shift`` so no peer always goes first."""
-    samples: list[Sample | None] = [None] * len(peers)
-    for step in range(len(peers)):
-        index = (shift + step) % len(peers)
-        samples[index] = await peers[index].run(rig, count)
-    return [sample for sample in samples if sample is not None]
 
 
 async def client_cost(times: int = 30) -> tuple[float, float]:
@@ -671,7 +404,7 @@ async def measure(
     rounds: int = ROUNDS,
     in_flight: int = IN_FLIGHT,
     sdk_events: int = SDK_EVENTS,
-    peers: Sequence[Peer] = PEERS,
+    peers: Sequence[Peer[Rig]] = PEERS,
     emulator: EmulatorProcess | None = None,
 ) -> Report:
     """Measure every peer ``rounds`` times, interleaved, ``events`` events per run.
@@ -681,26 +414,15 @@ async def measure(
     quota of ``EMULATOR_QUOTA``); otherwise one is started in a process of its
     own (``EmulatorUnavailable`` if it cannot be) and stopped afterwards.
     """
-    own = emulator is None
-    if emulator is None:
-        emulator = start_emulator()
-    try:
-        rig = Rig.open(emulator, in_flight, sdk_events)
+    with harness.serving(emulator, start_emulator) as server:
+        rig = Rig.open(server, in_flight, sdk_events)
         try:
             await rig.adapter.ping()  # fails loudly on a wrong key or URL, before any timing
-            # Untimed warm-up: imports, the first connections.
-            await run_round(rig, peers, min(events, CHANNELS * 2), shift=0)
-            per_round = [await run_round(rig, peers, events, shift) for shift in range(rounds)]
+            # After an untimed warm-up round: imports, the first connections.
+            figures = await harness.interleave(rig, peers, events, rounds)
             await rig.fresh()  # leave no bench broadcasts in a shared emulator
         finally:
             await rig.close()
-    finally:
-        if own:
-            emulator.close()
-    figures = tuple(
-        Figure(peer, tuple(samples[index] for samples in per_round))
-        for index, peer in enumerate(peers)
-    )
     sample = build_events(1)[0]
     ours, theirs = len(sample.encode()), len(json.dumps(envelope(sample)))
     sdk_count = min(events, sdk_events)
@@ -721,19 +443,25 @@ async def measure(
         "plain HTTP, the `service_role` key for every peer; reset before every run",
     }
     client_us, ssl_us = await client_cost()
-    return Report(figures, describe_machine(), settings, in_flight, client_us, ssl_us)
+    return Report(
+        figures=figures,
+        machine=describe_machine(),
+        settings=settings,
+        baseline=BASELINE,
+        in_flight=in_flight,
+        client_us=client_us,
+        ssl_us=ssl_us,
+    )
 
 
 def describe_machine() -> dict[str, str]:
     """What the figures were measured on, so a reader can tell whether theirs should match."""
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return {
         **compose.machine(),
         "realtime SDK": metadata.version("realtime"),
         "httpx": metadata.version("httpx"),
         "httpcore": metadata.version("httpcore"),
-        "emulator": f"uvicorn {metadata.version('uvicorn')} ({http} "
-        f"{metadata.version(http)}, asyncio loop), starlette {metadata.version('starlette')}",
+        "emulator": emulated.server_stack(),
     }
 
 
@@ -805,7 +533,7 @@ def _reading(report: Report) -> str:
         f"- {report.in_flight} publishers at once: the SDK's `http_send` ran at "
         f"{gather.median / sdk.median:.2f}x its sequential figure, our Bridge at "
         f"{lanes_.median / many.median:.2f}x its own. "
-        + _lanes_limit(gather, lanes_)
+        + emulated.lanes_limit("Concurrency overlaps", gather, lanes_)
         + f" Our `publish(batch of {BATCH})` and `publish_many` make the same requests; "
         f"they ran at {batch.median:,.0f} and {many.median:,.0f} events/s, the Bridge's own "
         f"work (validation, retry and breaker bookkeeping, stats) costing "
@@ -825,13 +553,12 @@ def _reading(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _emulator_cost(single: Figure, batched: Figure, cpus: int) -> str:
+def _emulator_cost(single: Figure[Rig], batched: Figure[Rig], cpus: int) -> str:
     """What the emulator spends per event, and how much of a one-per-call event's time."""
-    high, low = single.emulator_us, batched.emulator_us
-    if high is None or low is None:
-        return f"runs on the same {cpus} CPUs as this process (its CPU could not be read)."
-    if low <= 0:
-        return f"runs on the same {cpus} CPUs as this process (runs too short to read its CPU)."
+    costs = emulated.emulator_costs(single, batched, cpus)
+    if isinstance(costs, str):
+        return costs
+    high, low = costs
     wall = 1e6 / single.median
     return (
         f"(uvicorn and starlette, one Python process) runs on the same {cpus} CPUs as this "
@@ -843,24 +570,7 @@ def _emulator_cost(single: Figure, batched: Figure, cpus: int) -> str:
     )
 
 
-def _lanes_limit(sdk_lanes: Figure, ours: Figure) -> str:
-    """Which process each lanes figure is bound by: the cores each one kept busy."""
-    parts = []
-    for who, figure in (("the SDK's", sdk_lanes), ("ours", ours)):
-        client = figure.median * figure.cpu_us / 1e6
-        server = None if figure.emulator_us is None else figure.median * figure.emulator_us / 1e6
-        shown = "" if server is None else f" and the emulator {server:.2f}"
-        bound = ""
-        if server is not None and max(client, server) >= 0.75:
-            bound = ": bound by " + ("this process" if client >= server else "the emulator")
-        parts.append(f"with {who}, this process kept {client:.2f} of a core busy{shown}{bound}")
-    return (
-        "Concurrency overlaps the client's work with the emulator's, until one of the two "
-        "processes runs out of core: " + "; ".join(parts) + "."
-    )
-
-
-def _counts(sdk: Figure, events: int) -> str:
+def _counts(sdk: Figure[Rig], events: int) -> str:
     """How many events the SDK's peers sent, and why, when fewer than ours."""
     if sdk.events >= events:
         return f"Event counts: every peer sends {events:,} events a run.\n"
@@ -875,14 +585,6 @@ def _counts(sdk: Figure, events: int) -> str:
         "10,000 came within 5% of 1,000's); `python -m bench.supabase_publish "
         f"--sdk-events {events}` sends them all.\n"
     )
-
-
-def _per_lane(channels: int, count: int) -> str:
-    """How many channels each lane holds: "12 or 13", or "5" when they divide evenly."""
-    low, extra = divmod(channels, count)
-    if low == 0:
-        return "1"
-    return f"{low}" if extra == 0 else f"{low} or {low + 1}"
 
 
 def render(report: Report) -> str:
@@ -901,7 +603,7 @@ def render(report: Report) -> str:
             batch=BATCH,
             quota=EMULATOR_QUOTA,
             in_flight=report.in_flight,
-            per_lane=_per_lane(channels, report.in_flight),
+            per_lane=harness.per_lane(channels, report.in_flight),
         ),
         _counts(sdk, events),
         f"**Target {verdict}: the Bridge's `publish_many`, one request at a time, ran at "
@@ -910,58 +612,23 @@ def render(report: Report) -> str:
         f"{target.cpu_us:.0f} µs of CPU per event against the SDK's {sdk.cpu_us:,.0f} µs; "
         f"with {report.in_flight} lanes it ran at "
         f"{report.ratio(report.figure(OURS_LANES)):,.1f}x.\n",
-        _bullets("Measured on", report.machine),
-        _bullets("Settings", report.settings),
+        compose.bullets("Measured on", report.machine),
+        compose.bullets("Settings", report.settings),
         f"### {events:,} events, {channels} channels\n",
-        _table(report),
+        report.table("SDK http_send", "emulator", ["events", "requests"], grouping=","),
         _reading(report),
     ]
     return "\n".join(parts)
 
 
-def _bullets(title: str, items: dict[str, str]) -> str:
-    lines = [f"{title}:\n"] + [f"- {key}: {value}" for key, value in items.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _table(report: Report) -> str:
-    lines = [
-        "| peer | events/s (median) | range over rounds | vs SDK http_send "
-        "| our process CPU µs/event | emulator CPU µs/event | events | requests "
-        "| its requests |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
-    ]
-    for figure in report.figures:
-        low, high = min(figure.rates), max(figure.rates)
-        emulator = "n/a" if figure.emulator_us is None else f"{figure.emulator_us:,.0f}"
-        lines.append(
-            f"| {report.name(figure)} | {figure.median:,.0f} | {low:,.0f} to {high:,.0f} "
-            f"| {report.ratio(figure):,.2f}x | {figure.cpu_us:,.0f} | {emulator} "
-            f"| {figure.events:,} | {figure.requests:,} "
-            f"| {figure.peer.requests.format(in_flight=report.in_flight)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def summary(report: Report) -> str:
     """A few lines for the terminal: each peer's median, ratio and CPU per event."""
-    lines = []
-    for figure in report.figures:
-        emulator = "n/a" if figure.emulator_us is None else f"{figure.emulator_us:,.0f}"
-        lines.append(
-            f"{figure.median:>10,.0f} events/s  {report.ratio(figure):7.2f}x vs SDK http_send  "
-            f"{figure.cpu_us:7,.0f} µs CPU/event (emulator {emulator:>5})  {figure.peer.key}"
-        )
-    return "\n".join(lines)
+    return report.summary("SDK http_send", width=7, server_width=5, grouping=",")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, write this section, print a summary: what ``bench/run`` calls."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.supabase_publish",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = compose.parser(NAME, __doc__)
     parser.add_argument("--events", type=int, default=EVENTS, help="events per run")
     parser.add_argument(
         "--sdk-events",
@@ -969,34 +636,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=SDK_EVENTS,
         help=f"events per run of the SDK peers, the first of --events ({SDK_EVENTS})",
     )
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument(
-        "--in-flight", type=int, default=IN_FLIGHT, help="lanes sent at once in the lanes peers"
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny counts: checks the harness")
-    parser.add_argument(
-        "--output", type=Path, help="write the section here (default: bench/sections/)"
-    )
+    harness.add_lanes_options(parser, ROUNDS, IN_FLIGHT)
     args = parser.parse_args(argv)
     if args.quick:
         events, sdk_events, rounds = QUICK_EVENTS, QUICK_EVENTS, 1
     else:
         events, sdk_events, rounds = args.events, args.sdk_events, args.rounds
-    try:
-        report = asyncio.run(
-            measure(events=events, rounds=rounds, in_flight=args.in_flight, sdk_events=sdk_events)
-        )
-    except EmulatorUnavailable as error:
-        print(f"bench.supabase_publish: {error}", file=sys.stderr)
-        return 1
-    if args.output:
-        args.output.write_text(render(report), encoding="utf-8")
-        path = args.output
-    else:
-        path = compose.write_section(NAME, render(report))
-    print(summary(report))
-    print(f"wrote {path}")
-    return 0
+    measuring = measure(
+        events=events, rounds=rounds, in_flight=args.in_flight, sdk_events=sdk_events
+    )
+    return compose.run(NAME, measuring, render, summary, args.output, EmulatorUnavailable)
 
 
 if __name__ == "__main__":

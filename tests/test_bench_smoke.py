@@ -15,7 +15,15 @@ import redis
 from conftest_pusher import soketi_missing
 from soketi_server import SoketiServer, SoketiUnavailable
 
-from bench import ably_publish, compose, outbox, pusher_publish, redis_publish, supabase_publish
+from bench import (
+    ably_publish,
+    compose,
+    harness,
+    outbox,
+    pusher_publish,
+    redis_publish,
+    supabase_publish,
+)
 from realtime_bridge import Event
 
 pytest_plugins = ["conftest_pusher"]
@@ -174,10 +182,10 @@ async def test_pusher_benchmark_stops_the_soketi_it_started(
     assert server.pid is None
 
 
-def test_pusher_lanes_hold_whole_channels_in_order() -> None:
+def test_lanes_hold_whole_channels_in_order() -> None:
     events = [Event(channel=f"bench.{i % 10}", type="t", data={"i": i}) for i in range(95)]
 
-    split = pusher_publish.lanes(events, 4)
+    split = harness.lanes(events, 4)
 
     assert sorted(len(lane) for lane in split) == [19, 19, 28, 29]
     owners = {event.channel: index for index, lane in enumerate(split) for event in lane}
@@ -240,6 +248,16 @@ async def test_ably_benchmark_refuses_a_run_the_emulator_did_not_store() -> None
     finally:
         emulator.close()
     assert not emulator.running
+
+
+def test_an_emulator_that_does_not_start_is_one_error_and_leaves_no_process() -> None:
+    emulator = ably_publish.EmulatorProcess(key="nope")
+
+    with pytest.raises(ably_publish.EmulatorUnavailable, match="the Ably emulator did not start"):
+        emulator.start("ably", ["--key", "nope"], probe="/_emulator")
+
+    assert not emulator.running
+    assert emulator.pid is None
 
 
 # -- the Supabase benchmark ----------------------------------------------------------------
