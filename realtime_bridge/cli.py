@@ -32,6 +32,7 @@ from .adapters.base import Adapter, HistoryPage, Member, Occupancy
 from .bridge import Bridge, PublishReceipt
 from .catalog import EventCatalog
 from .cli_emulate import add_emulate_commands
+from .cli_gateway import add_gateway_commands
 from .cli_outbox import OutboxCommands, add_outbox_commands
 from .errors import ConfigurationError, RealtimeBridgeError
 from .events import Event
@@ -472,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = OutboxCommands(_settings, _emit, render_table)
     add_outbox_commands(commands, _add, shared, outbox)
     add_emulate_commands(commands, _add)
+    add_gateway_commands(commands, _add)
     demo = _add(commands, "demo", cmd_demo, "a narrated walk-through on in-memory adapters")
     demo.set_defaults(narrated=True)
     return parser

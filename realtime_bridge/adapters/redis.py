@@ -14,7 +14,14 @@ default 3600; also how long an event id works as a history cursor),
 ``history_ttl`` (seconds a quiet channel's history lives, default 86400),
 ``prefix`` (default ``rb``), ``cluster`` (Redis Cluster: database 0 only),
 ``timeout`` (seconds, default 5),
-``max_payload`` (bytes of data, default 1 MiB).
+``max_payload`` (bytes of data, default 1 MiB),
+``gateway_secret`` (the secret that signs tokens for the self-hosted gateway,
+at least 32 bytes; without it the adapter does not offer client auth),
+``gateway_token_ttl`` (seconds such a token works, default 3600).
+
+Browsers do not talk to Redis: they connect to the gateway
+(``realtime-bridge gateway``, ``realtime_bridge.gateway``), which reads these
+same keys. ``authorize`` gives the token the gateway asks them for.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ClassVar, Self
@@ -37,12 +45,14 @@ from redis.crc import key_slot
 
 from ..errors import (
     AuthenticationFailed,
+    CapabilityNotSupported,
     ConfigurationError,
     CursorNotFound,
     PublishRejected,
     VendorUnavailable,
 )
 from ..events import Event
+from ..gateway import tokens
 from ..settings import redact_url
 from ._query import QueryOptions
 from .base import (
@@ -67,6 +77,8 @@ _OPTIONS = {
     "cluster",
     "timeout",
     "max_payload",
+    "gateway_secret",
+    "gateway_token_ttl",
 }
 
 
@@ -148,7 +160,11 @@ class RedisAdapter(Adapter):
     """Publish, history, presence and occupancy on one Redis (or a Redis Cluster)."""
 
     scheme = "redis"
-    capabilities: ClassVar[frozenset[Capability]] = SELF_HOSTED_CAPABILITIES
+    #: Client auth only with a ``gateway_secret``: an instance without one narrows its own
+    #: ``capabilities``, so the Bridge refuses ``authorize`` before any work.
+    capabilities: ClassVar[frozenset[Capability]] = SELF_HOSTED_CAPABILITIES | {
+        Capability.CLIENT_AUTH
+    }
 
     def __init__(
         self,
@@ -162,8 +178,18 @@ class RedisAdapter(Adapter):
         prefix: str = "rb",
         max_payload: int = 1024 * 1024,
         max_batch: int = 500,
+        gateway_secret: str | None = None,
+        gateway_token_ttl: int = tokens.DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = Limits(max_payload_bytes=max_payload, max_events_per_batch=max_batch)
+        if gateway_secret is None:
+            self.capabilities = SELF_HOSTED_CAPABILITIES  # type: ignore[misc]
+        self._gateway_secret = (
+            None if gateway_secret is None else tokens.check_secret(gateway_secret)
+        )
+        self._token_ttl = gateway_token_ttl
+        self._clock = clock
         self._client = client
         self._label = label
         self._cluster = isinstance(client, aioredis.RedisCluster)
@@ -202,6 +228,10 @@ class RedisAdapter(Adapter):
         options.setdefault("history_ttl", query.integer("history_ttl", 86400))
         options.setdefault("prefix", query.text("prefix", "rb"))
         options.setdefault("max_payload", query.integer("max_payload", 1024 * 1024))
+        options.setdefault("gateway_secret", query.text("gateway_secret", "") or None)
+        options.setdefault(
+            "gateway_token_ttl", query.integer("gateway_token_ttl", tokens.DEFAULT_TTL)
+        )
         return cls(client, **options)
 
     @property
@@ -303,6 +333,44 @@ class RedisAdapter(Adapter):
             counts = await self._client.pubsub_numsub(topic, **nodes)
         subscribers = sum(int(count) for _, count in counts) if counts else 0
         return Occupancy(channel, subscribers=subscribers, members=len(members))
+
+    # -- browsers, through the gateway (pure computation) ----------------------
+
+    def authorize(
+        self,
+        channel: str | None,
+        *,
+        user: Member | None = None,
+        socket_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A gateway token for ``channel``: ``{"token", "expires_at", "expires_in", ...}``.
+
+        The browser passes ``token`` to the gateway (``?token=`` or an
+        ``Authorization: Bearer`` header). With ``user``, it may also enter
+        presence there as that user. ``socket_id`` is ignored: the gateway has
+        no socket ids, the token is not bound to one connection.
+        """
+        if channel is None:
+            raise ValueError("gateway tokens name their channels: pass the channel")
+        return self.authorize_channels([channel], user=user)
+
+    def authorize_channels(
+        self, channels: Iterable[str], *, user: Member | None = None
+    ) -> dict[str, Any]:
+        """One token for several channels, for one gateway connection that carries them all."""
+        if self._gateway_secret is None:
+            raise CapabilityNotSupported(
+                adapter=self.name,
+                capability=str(Capability.CLIENT_AUTH),
+                hint="add ?gateway_secret= (the gateway's --secret) to the redis:// URL",
+            )
+        return tokens.grant_token(
+            self._gateway_secret,
+            channels=channels,
+            user=user,
+            now=self._clock(),
+            ttl=self._token_ttl,
+        )
 
     # -- lifecycle ----------------------------------------------------------
 

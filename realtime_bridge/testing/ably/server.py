@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._serving import EmulatorServing, bind, url_of
+from ..._serving import EmulatorServing, bind, url_of
 
 if TYPE_CHECKING:
     from . import AblyEmulator

@@ -28,7 +28,7 @@ import socket
 from collections.abc import AsyncIterator, Collection
 from typing import Any, Generic, Protocol, TypeVar
 
-from ..errors import ConfigurationError
+from .errors import ConfigurationError
 
 __all__ = [
     "EMULATOR_EXTRA",
