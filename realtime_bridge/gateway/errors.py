@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import _serving as serving
 from ..errors import ConfigurationError, InvalidEvent, VendorUnavailable
 from .tokens import TokenRejected
 
@@ -70,10 +71,4 @@ def problem_of(exc: Exception) -> Problem:
 
 def missing_extra(exc: ModuleNotFoundError) -> ConfigurationError:
     """The one-line error for a missing ``gateway`` extra (or re-raise any other import bug)."""
-    module = (exc.name or "").partition(".")[0]
-    if module not in _EXTRA_MODULES:
-        raise exc
-    return ConfigurationError(
-        f"the gateway needs {module}, from the 'gateway' extra: "
-        "pip install 'realtime-bridge[gateway]'"
-    )
+    return serving.missing_extra(exc, what="the gateway", extra="gateway", modules=_EXTRA_MODULES)
