@@ -462,13 +462,20 @@ def test_one_token_can_name_several_channels(adapter: SupabaseAdapter) -> None:
     assert "user_metadata" not in claims
 
 
-def test_authorize_needs_the_jwt_secret_a_user_and_a_channel(recorder: Recorder) -> None:
+def test_authorize_needs_the_jwt_secret_a_channel_and_for_presence_a_user(
+    recorder: Recorder,
+) -> None:
     adapter = make(recorder)
     with pytest.raises(ConfigurationError, match="jwt_secret"):
         adapter.authorize("private-a", user=Member("u"))
     with_secret = make(recorder, URL + f"?jwt_secret={JWT_SECRET}")
     with pytest.raises(ValueError, match="user"):
-        with_secret.authorize("private-a")
+        with_secret.authorize("presence-a")
+    anonymous = with_secret.authorize("private-a")  # may receive; names no one
+    claims = jwt.decode(
+        anonymous["access_token"], JWT_SECRET, audience="authenticated", algorithms=["HS256"]
+    )
+    assert "sub" not in claims and claims["realtime_bridge"] == {"topics": ["private-a"]}
     with pytest.raises(ValueError, match="channel"):
         with_secret.authorize(None, user=Member("u"))
     with pytest.raises(InvalidChannel):

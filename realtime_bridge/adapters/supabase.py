@@ -495,9 +495,17 @@ class SupabaseAdapter(Adapter):
         return {**grant, "topic": channel, "private": self.is_private(channel)}
 
     def authorize_channels(self, channels: Sequence[str], *, user: Member | None) -> dict[str, Any]:
-        """One token for several channels: Realtime holds one token per browser connection."""
-        if user is None:
-            raise ValueError("a Supabase browser token is a user's JWT: pass user=Member(...)")
+        """One token for several channels: Realtime holds one token per browser connection.
+
+        Without a user the token names no one (no ``sub``): it may receive on its
+        channels, as a private Pusher subscription may; presence channels need the
+        user, whose id is the presence key.
+        """
+        presence = [name for name in channels if channel_kind(name) == "presence"]
+        if user is None and presence:
+            raise ValueError(
+                f"presence channel {presence[0]!r} needs the user: pass user=Member(...)"
+            )
         if self._jwt_secret is None:
             raise ConfigurationError(
                 "authorising browsers needs the project's JWT secret: add ?jwt_secret= to the "

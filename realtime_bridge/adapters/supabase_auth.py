@@ -90,12 +90,12 @@ def encode_hs256(claims: Mapping[str, Any], secret: str) -> str:
 def user_token(
     secret: str,
     *,
-    user: Member,
+    user: Member | None,
     topics: Iterable[str],
     now: float,
     ttl_s: int = DEFAULT_TTL_S,
 ) -> tuple[str, int]:
-    """A user's JWT granting ``topics``, and when it expires (Unix seconds).
+    """A user's JWT granting ``topics`` (no ``sub`` without a user), and when it expires.
 
     Realtime disconnects a browser when its token expires, so the browser asks
     the backend for a new one before ``exp`` and passes it to ``setAuth``. The
@@ -104,7 +104,7 @@ def user_token(
     session token would, so give it a short life.
     """
     check_secret(secret)
-    if not user.id:
+    if user is not None and not user.id:
         raise ValueError("the user's id (the token's sub) must not be empty")
     if ttl_s < 1:
         raise ValueError(f"ttl_s must be at least 1 second, got {ttl_s}")
@@ -115,13 +115,14 @@ def user_token(
     claims: dict[str, Any] = {
         "aud": AUDIENCE,
         "role": AUDIENCE,
-        "sub": user.id,
         "iat": issued,
         "exp": issued + ttl_s,
         CLAIM: {"topics": granted},
     }
-    if user.info:
-        claims["user_metadata"] = dict(user.info)
+    if user is not None:
+        claims["sub"] = user.id
+        if user.info:
+            claims["user_metadata"] = dict(user.info)
     try:
         return encode_hs256(claims, secret), issued + ttl_s
     except (TypeError, ValueError) as exc:
