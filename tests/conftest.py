@@ -42,9 +42,11 @@ if TYPE_CHECKING:
     from soketi_server import SoketiServer
 
 # soketi (a Pusher-protocol server) for the pusher adapter: ``soketi``, ``fresh_soketi``...;
-# the Ably emulator (or live Ably) for the ably adapter: ``ably_adapter``, ``serve_ably``...
-# Loaded here, the rootdir-level conftest of the tests, so every module can use them.
-pytest_plugins = ["conftest_pusher", "conftest_ably"]
+# the Ably emulator (or live Ably) for the ably adapter: ``ably_adapter``, ``serve_ably``...;
+# the Supabase emulator (or a live project) for the supabase adapter: ``supabase_adapter``,
+# ``serve_supabase``... Loaded here, the rootdir-level conftest of the tests, so every
+# module can use them.
+pytest_plugins = ["conftest_pusher", "conftest_ably", "conftest_supabase"]
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
@@ -143,6 +145,7 @@ CONTRACT_ADAPTERS = {
     "redis": "realtime_bridge.adapters.redis:RedisAdapter",
     "pusher": "realtime_bridge.adapters.pusher:PusherAdapter",
     "ably": "realtime_bridge.adapters.ably:AblyAdapter",  # fixture in conftest_ably
+    "supabase": "realtime_bridge.adapters.supabase:SupabaseAdapter",  # in conftest_supabase
 }
 
 #: What a ``trait`` mark may name, and what it means.
@@ -155,14 +158,20 @@ TRAITS = {
         "publish() reports the ids it dropped as duplicates (PublishResult.duplicates); "
         "Ably drops a duplicate silently, answering as for a new message"
     ),
+    "counts_subscribers": (
+        "occupancy() counts the connections subscribed to a channel (Occupancy.subscribers); "
+        "Supabase shows a server only presence, so a listener that does not track is "
+        "invisible and subscribers is None (test_supabase_emulated)"
+    ),
 }
 
 #: The traits of each contract-suite adapter, as its fixture builds it.
 ADAPTER_TRAITS: dict[str, frozenset[str]] = {
-    "memory": frozenset({"capped_history", "reports_duplicates"}),
-    "redis": frozenset({"capped_history", "reports_duplicates"}),
-    "pusher": frozenset(),  # no history, not idempotent: no such test reaches it
-    "ably": frozenset(),
+    "memory": frozenset({"capped_history", "reports_duplicates", "counts_subscribers"}),
+    "redis": frozenset({"capped_history", "reports_duplicates", "counts_subscribers"}),
+    "pusher": frozenset({"counts_subscribers"}),  # no history, not idempotent
+    "ably": frozenset({"counts_subscribers"}),
+    "supabase": frozenset(),  # no history, not idempotent, subscribers unknown
 }
 
 #: (adapter, test function) -> why that contract test fails on that adapter today.

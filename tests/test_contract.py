@@ -2,9 +2,11 @@
 
 Each test takes the ``adapter`` fixture (``tests/conftest.py``), which is
 parametrised over every adapter that has joined the suite: memory, a real Redis,
-Pusher (against a real soketi, a Pusher-protocol server) and Ably (against the Ably
+Pusher (against a real soketi, a Pusher-protocol server), Ably (against the Ably
 emulator of ``realtime_bridge.testing.ably``, served over HTTP, or against real Ably
-with ``REALTIME_BRIDGE_TEST_ABLY_URL``: see ``test_ably_live.py``). A test that needs
+with ``REALTIME_BRIDGE_TEST_ABLY_URL``: see ``test_ably_live.py``) and Supabase (against
+the Supabase emulator of ``realtime_bridge.testing.supabase``, or a real project with
+``REALTIME_BRIDGE_TEST_SUPABASE_URL``: see ``test_supabase_live.py``). A test that needs
 an optional capability is marked ``@pytest.mark.needs(Capability.X)`` and is
 generated only for the adapters that declare it (Pusher has no history and no
 idempotent publish, so it has no history or dedupe tests at all, rather than
@@ -21,7 +23,8 @@ Where a test needs to look from outside the contract (a live subscriber, enterin
 presence the way a client would), the ``clients`` fixture gives this adapter's
 ``Clients``: a small helper per adapter that knows how its clients do that (for
 Pusher: real WebSocket clients on soketi, authorised by ``adapter.authorize``; for
-Ably: the emulator's view of what Ably received and its presence set). An adapter
+Ably: the emulator's view of what Ably received and its presence set; for Supabase:
+Supabase's own realtime client, subscribed and tracking presence). An adapter
 that joins the suite without such a helper has those tests skipped, naming it.
 """
 
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import pytest
 from conftest_ably import EmulatorControl, live_ably_url
+from conftest_supabase import Project, RealtimeClients, live_supabase_url
 from pusher_ws import PusherSocket
 from pydantic import BaseModel
 
@@ -62,6 +66,7 @@ from realtime_bridge.adapters.base import Adapter as BaseAdapter
 from realtime_bridge.adapters.memory import MemoryAdapter
 from realtime_bridge.adapters.pusher import PusherAdapter
 from realtime_bridge.adapters.redis import RedisAdapter
+from realtime_bridge.adapters.supabase import SupabaseAdapter
 from realtime_bridge.events import channel_kind
 
 if TYPE_CHECKING:
@@ -387,6 +392,21 @@ class AblyClients(Clients):
         await self.control.aclose()
 
 
+class SupabaseClients(RealtimeClients, Clients):
+    """Browsers on Supabase: its realtime client, as ``RealtimeClients`` (conftest_supabase)
+    says. On the emulator they open with the anon key and join private channels with the
+    token ``adapter.authorize`` gives (the shared emulator's policies let signed-in users
+    receive there and track on ``presence-`` channels); on a live project, with its key."""
+
+    @classmethod
+    def for_suite(cls, adapter: SupabaseAdapter, request: pytest.FixtureRequest) -> Clients:
+        live = live_supabase_url()
+        if live is not None:
+            return cls.with_key(adapter, Project.of(live))
+        shared = request.getfixturevalue("shared_supabase")
+        return cls.as_browsers(adapter, shared.url, shared.emulator.anon_key)
+
+
 @pytest.fixture
 async def clients(adapter: Adapter, request: pytest.FixtureRequest) -> AsyncIterator[Clients]:
     """This adapter's ``Clients``; whatever they left connected is closed afterwards."""
@@ -404,6 +424,8 @@ async def clients(adapter: Adapter, request: pytest.FixtureRequest) -> AsyncIter
                 "received, presence entered, attachments); see test_ably_live.py"
             )
         made = AblyClients(adapter, EmulatorControl(request.getfixturevalue("shared_ably").url))
+    elif isinstance(adapter, SupabaseAdapter):
+        made = SupabaseClients.for_suite(adapter, request)
     else:
         pytest.skip(f"no client helpers for the {adapter.scheme} adapter yet")
     try:
@@ -830,6 +852,7 @@ async def test_memory_presence_expiry_by_an_injected_clock() -> None:
 
 
 @needs(Capability.OCCUPANCY)
+@trait("counts_subscribers")
 async def test_occupancy_of_a_quiet_channel(adapter: Adapter) -> None:
     occupancy = await adapter.occupancy("quiet.1")
     assert occupancy == Occupancy("quiet.1", subscribers=0, members=0)
@@ -847,6 +870,7 @@ async def test_occupancy_counts_members(adapter: Adapter, clients: Clients) -> N
 
 
 @needs(Capability.OCCUPANCY)
+@trait("counts_subscribers")
 async def test_occupancy_counts_subscribers(adapter: Adapter, clients: Clients) -> None:
     async with clients.subscriber("watched.1"):
         occupancy = await adapter.occupancy("watched.1")

@@ -143,7 +143,7 @@ def test_the_registry_builds_it_with_its_options() -> None:
 
 
 def test_capabilities_and_default_limits() -> None:
-    adapter = SupabaseAdapter(key=KEY, host="p.supabase.co")
+    adapter = SupabaseAdapter(key=KEY, host="p.supabase.co", jwt_secret=JWT_SECRET)
     assert adapter.capabilities == {
         Capability.PUBLISH,
         Capability.BATCH,
@@ -151,6 +151,8 @@ def test_capabilities_and_default_limits() -> None:
         Capability.OCCUPANCY,
         Capability.CLIENT_AUTH,
     }
+    # Without the project's JWT secret, browsers cannot be authorised: not declared.
+    assert Capability.CLIENT_AUTH not in SupabaseAdapter(key=KEY, host="p.supabase.co").capabilities
     assert adapter.limits.max_payload_bytes == 256_000
     assert adapter.limits.max_events_per_batch == 100
     assert adapter.limits.max_channels_per_publish == 1
@@ -466,7 +468,7 @@ def test_authorize_needs_the_jwt_secret_a_channel_and_for_presence_a_user(
     recorder: Recorder,
 ) -> None:
     adapter = make(recorder)
-    with pytest.raises(ConfigurationError, match="jwt_secret"):
+    with pytest.raises(CapabilityNotSupported, match="jwt_secret"):
         adapter.authorize("private-a", user=Member("u"))
     with_secret = make(recorder, URL + f"?jwt_secret={JWT_SECRET}")
     with pytest.raises(ValueError, match="user"):

@@ -73,6 +73,7 @@ import httpx
 from .. import __version__
 from ..errors import (
     AuthenticationFailed,
+    CapabilityNotSupported,
     ConfigurationError,
     PayloadTooLarge,
     PublishRejected,
@@ -263,6 +264,8 @@ class SupabaseAdapter(Adapter):
             raise ConfigurationError(f"option 'timeout' must be positive, got {timeout!r}")
         self._key = key
         self._jwt_secret = None if jwt_secret is None else supabase_auth.check_secret(jwt_secret)
+        if self._jwt_secret is None:  # browsers cannot be authorised: say so up front
+            self.capabilities = type(self).capabilities - {Capability.CLIENT_AUTH}  # type: ignore[misc]
         self._all_private = all_private
         self._token_ttl = token_ttl
         self._per_request = messages_per_second
@@ -507,10 +510,11 @@ class SupabaseAdapter(Adapter):
                 f"presence channel {presence[0]!r} needs the user: pass user=Member(...)"
             )
         if self._jwt_secret is None:
-            raise ConfigurationError(
-                "authorising browsers needs the project's JWT secret: add ?jwt_secret= to the "
-                "supabase:// URL (or jwt_secret=...)",
+            raise CapabilityNotSupported(
                 adapter=self.name,
+                capability=str(Capability.CLIENT_AUTH),
+                hint="authorising browsers needs the project's JWT secret: add ?jwt_secret= "
+                "to the supabase:// URL (or jwt_secret=...)",
             )
         token, expires_at = supabase_auth.user_token(
             self._jwt_secret, user=user, topics=channels, now=self._clock(), ttl_s=self._token_ttl
