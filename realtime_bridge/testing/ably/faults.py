@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from .._faults import FaultQueue, LoggedRequest, check_fail_next, retry_after_header
 from .errors import AblyError, code_for
 
 __all__ = ["Fault", "Faults", "LoggedRequest"]
@@ -24,28 +25,12 @@ class Fault:
         return self.path is None or path.startswith(self.path)
 
     def error(self) -> AblyError:
-        headers = {}
-        if self.retry_after is not None:
-            seconds = self.retry_after
-            headers["Retry-After"] = str(int(seconds)) if seconds == int(seconds) else str(seconds)
+        headers = retry_after_header(self.retry_after)
         return AblyError(self.code, self.message, self.status, headers=headers)
 
 
-@dataclass(frozen=True)
-class LoggedRequest:
-    method: str
-    path: str
-    route: str  # the route template, e.g. "/channels/{channel}/messages"; "" if none matched
-    status: int
-    fault: bool  # answered with an injected failure
-
-
-@dataclass
-class Faults:
-    """Pending failures, taken in order by the requests they match, and added latency."""
-
-    latency: float = 0.0
-    pending: list[Fault] = field(default_factory=list)
+class Faults(FaultQueue[Fault]):
+    """Pending failures (``fail_next``), taken in order by the requests they match."""
 
     def fail_next(
         self,
@@ -58,12 +43,7 @@ class Faults:
         path: str | None = None,
         applied: bool = False,
     ) -> None:
-        if times < 0:
-            raise ValueError(f"times must be 0 or more, got {times}")
-        if not 400 <= status <= 599:
-            raise ValueError(f"status must be an HTTP error status (400-599), got {status}")
-        if retry_after is not None and retry_after < 0:
-            raise ValueError(f"retry_after must be 0 or more seconds, got {retry_after}")
+        check_fail_next(times, status, retry_after)
         fault = Fault(
             status=status,
             code=code if code is not None else code_for(status),
@@ -72,14 +52,4 @@ class Faults:
             path=path,
             applied=applied,
         )
-        self.pending.extend([fault] * times)
-
-    def take(self, path: str) -> Fault | None:
-        for index, fault in enumerate(self.pending):
-            if fault.matches(path):
-                return self.pending.pop(index)
-        return None
-
-    def clear(self) -> None:
-        self.pending.clear()
-        self.latency = 0.0
+        self.add(fault, times)

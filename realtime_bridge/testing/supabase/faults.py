@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from .._faults import FaultQueue, LoggedRequest, check_fail_next, retry_after_header
 
 __all__ = ["Fault", "Faults", "LoggedRequest"]
 
@@ -22,22 +24,10 @@ class Fault:
         return self.path is None or path.startswith(self.path)
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        seconds = self.retry_after
-        return {"Retry-After": str(int(seconds)) if seconds == int(seconds) else str(seconds)}
+        return retry_after_header(self.retry_after)
 
     def body(self) -> dict[str, Any]:
         return {"message": self.message}
-
-
-@dataclass(frozen=True)
-class LoggedRequest:
-    method: str
-    path: str
-    route: str  # e.g. "/api/broadcast/{topic}/events/{event}"; "" if none matched
-    status: int
-    fault: bool  # answered with an injected failure
 
 
 _MESSAGES = {
@@ -49,12 +39,8 @@ _MESSAGES = {
 }
 
 
-@dataclass
-class Faults:
-    """Pending failures, taken in order by the requests they match, and added latency."""
-
-    latency: float = 0.0
-    pending: list[Fault] = field(default_factory=list)
+class Faults(FaultQueue[Fault]):
+    """Pending failures (``fail_next``), taken in order by the requests they match."""
 
     def fail_next(
         self,
@@ -66,22 +52,7 @@ class Faults:
         path: str | None = None,
         applied: bool = False,
     ) -> None:
-        if times < 0:
-            raise ValueError(f"times must be 0 or more, got {times}")
-        if not 400 <= status <= 599:
-            raise ValueError(f"status must be an HTTP error status (400-599), got {status}")
-        if retry_after is not None and retry_after < 0:
-            raise ValueError(f"retry_after must be 0 or more seconds, got {retry_after}")
+        check_fail_next(times, status, retry_after)
         text = message or _MESSAGES.get(status) or f"injected failure (HTTP {status})"
         fault = Fault(status, text, retry_after, path, applied)
-        self.pending.extend([fault] * times)
-
-    def take(self, path: str) -> Fault | None:
-        for index, fault in enumerate(self.pending):
-            if fault.matches(path):
-                return self.pending.pop(index)
-        return None
-
-    def clear(self) -> None:
-        self.pending.clear()
-        self.latency = 0.0
+        self.add(fault, times)

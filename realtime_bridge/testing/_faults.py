@@ -1,0 +1,69 @@
+"""What the vendor emulators' fault injection shares: the queue of pending failures, the
+checks on ``fail_next``'s arguments, and the record of requests.
+
+Each emulator keeps its own ``Fault`` (the error body its vendor would send);
+the queue does not care what a fault says, only which requests it matches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+__all__ = ["FaultQueue", "LoggedRequest", "check_fail_next", "retry_after_header"]
+
+
+class _Fault(Protocol):
+    def matches(self, path: str) -> bool: ...
+
+
+F = TypeVar("F", bound=_Fault)
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request an emulator answered, for tests to inspect."""
+
+    method: str
+    path: str
+    route: str  # the route template, e.g. "/channels/{channel}/messages"; "" if none matched
+    status: int
+    fault: bool  # answered with an injected failure
+
+
+def check_fail_next(times: int, status: int, retry_after: float | None) -> None:
+    """Refuse ``fail_next`` arguments no vendor could answer with."""
+    if times < 0:
+        raise ValueError(f"times must be 0 or more, got {times}")
+    if not 400 <= status <= 599:
+        raise ValueError(f"status must be an HTTP error status (400-599), got {status}")
+    if retry_after is not None and retry_after < 0:
+        raise ValueError(f"retry_after must be 0 or more seconds, got {retry_after}")
+
+
+def retry_after_header(seconds: float | None) -> dict[str, str]:
+    """``Retry-After`` as vendors send it: whole seconds without a decimal point."""
+    if seconds is None:
+        return {}
+    return {"Retry-After": str(int(seconds)) if seconds == int(seconds) else str(seconds)}
+
+
+@dataclass
+class FaultQueue(Generic[F]):
+    """Pending failures, taken in order by the requests they match, and added latency."""
+
+    latency: float = 0.0
+    pending: list[F] = field(default_factory=list)
+
+    def add(self, fault: F, times: int) -> None:
+        self.pending.extend([fault] * times)
+
+    def take(self, path: str) -> F | None:
+        for index, fault in enumerate(self.pending):
+            if fault.matches(path):
+                return self.pending.pop(index)
+        return None
+
+    def clear(self) -> None:
+        self.pending.clear()
+        self.latency = 0.0
