@@ -21,11 +21,9 @@ here skips: it runs everywhere, CI included.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
+from threaded_server import ThreadServed
 
 from realtime_bridge.adapters.ably import AblyAdapter
 from realtime_bridge.testing.ably import AblyEmulator, serve
@@ -68,57 +67,14 @@ def adapter_url(base_url: str, key: str, **options: str) -> str:
 # -- an emulator for the whole session, on a thread of its own ---------------------------
 
 
-class ThreadServedEmulator:
-    """``emulator`` served over HTTP by uvicorn on a thread with its own event loop."""
+class ThreadServedEmulator(ThreadServed[AblyEmulator]):
+    """The session's emulator on a thread of its own (see ``threaded_server``)."""
 
     def __init__(self, emulator: AblyEmulator) -> None:
-        self.emulator = emulator
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="ably-emulator", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(PATIENCE):
-            raise RuntimeError("the Ably emulator thread did not start serving")
-        if self._failure is not None:
-            raise RuntimeError("the Ably emulator could not be served") from self._failure
-
-    def _run(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            async with serve(self.emulator) as url:
-                self.url = url
-                self._ready.set()
-                await self._stop.wait()
-        except BaseException as exc:  # handed to start(); a thread must not raise
-            self._failure = exc
-        finally:
-            self._ready.set()
-
-    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``function(*args, **kwargs)`` on the server's loop (between requests)."""
-        assert self._loop is not None, "start() first"
-
-        async def run() -> T:
-            return function(*args, **kwargs)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(PATIENCE)
+        super().__init__(emulator, serve, what="the Ably emulator")
 
     def adapter_url(self, **options: str) -> str:
         return adapter_url(self.url, self.emulator.key, **options)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(PATIENCE)
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import os
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -36,6 +35,7 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 from realtime import AsyncRealtimeClient, RealtimeSubscribeStates
 from realtime._async.channel import AsyncRealtimeChannel
+from threaded_server import ThreadServed
 
 from realtime_bridge import Event, Member
 from realtime_bridge.adapters.supabase import SupabaseAdapter
@@ -97,59 +97,16 @@ class Project:
 # -- an emulator for the whole session, on a thread of its own ---------------------------
 
 
-class ThreadServedSupabase:
-    """``emulator`` served over HTTP and WebSocket by uvicorn on a thread with its own loop."""
+class ThreadServedSupabase(ThreadServed[SupabaseEmulator]):
+    """The session's emulator on a thread of its own (see ``threaded_server``)."""
 
     def __init__(self, emulator: SupabaseEmulator) -> None:
-        self.emulator = emulator
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="supabase-emulator", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(PATIENCE):
-            raise RuntimeError("the Supabase emulator thread did not start serving")
-        if self._failure is not None:
-            raise RuntimeError("the Supabase emulator could not be served") from self._failure
-
-    def _run(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            async with serve(self.emulator) as url:
-                self.url = url
-                self._ready.set()
-                await self._stop.wait()
-        except BaseException as exc:  # handed to start(); a thread must not raise
-            self._failure = exc
-        finally:
-            self._ready.set()
-
-    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``function(*args, **kwargs)`` on the server's loop (between frames)."""
-        assert self._loop is not None, "start() first"
-
-        async def run() -> T:
-            return function(*args, **kwargs)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(PATIENCE)
+        super().__init__(emulator, serve, what="the Supabase emulator")
 
     def adapter_url(self, **options: str) -> str:
         """The service key's URL, with the JWT secret so that ``authorize`` mints tokens."""
         options.setdefault("jwt_secret", self.emulator.jwt_secret)
         return adapter_url(self.url, self.emulator.service_key, **options)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(PATIENCE)
 
 
 @pytest.fixture(scope="session")
