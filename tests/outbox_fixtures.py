@@ -20,8 +20,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from realtime_bridge.adapters.base import Adapter
+from realtime_bridge.bridge import Bridge
 from realtime_bridge.events import Event
 from realtime_bridge.outbox import Outbox
+from realtime_bridge.outbox.relay import Relay
+from realtime_bridge.testing import instant_retry
 
 T = TypeVar("T")
 
@@ -266,3 +270,44 @@ async def wait_until(
         if loop.time() > deadline:
             pytest.fail(f"condition not met within {within}s: {condition}")
         await asyncio.sleep(step)
+
+
+#: Backoff that keeps a retried row put until a test makes it due.
+LONG_BACKOFF = 60.0
+
+
+async def no_relay_connected(url: str, *, within: float = 20.0) -> None:
+    """Wait until closed relays' backends are gone, so a new relay owns every partition."""
+    if dialect_of(url) != "postgres":
+        return
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE 'realtime_bridge relay %'"
+    )
+
+    async def gone() -> bool:
+        [(count,)] = await fetch(url, query, query)
+        return bool(count == 0)
+
+    await wait_until(gone, within=within)
+
+
+def states(rows: Sequence[Any]) -> dict[str, str]:
+    """Each stored row's state, by event id."""
+    return {row.event_id: row.state for row in rows}
+
+
+@contextlib.asynccontextmanager
+async def relayed(
+    url: str, adapter: Adapter, *, bridge: Bridge | None = None, **relay_options: Any
+) -> AsyncIterator[tuple[Outbox, Relay]]:
+    """An outbox publishing through ``adapter`` (one Bridge attempt per publish: failures
+    reach the relay) and one relay; both closed (with the adapter) afterwards."""
+    relay_options.setdefault("base_delay", LONG_BACKOFF)
+    bridge = bridge or Bridge(adapter, retry=instant_retry(1))
+    async with Outbox(url, bridge=bridge) as outbox:
+        relay = outbox.relay(**relay_options)
+        try:
+            yield outbox, relay
+        finally:
+            await relay.aclose()

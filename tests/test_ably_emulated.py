@@ -29,10 +29,11 @@ from conftest_ably import ServeAbly, ServedAbly
 from outbox_fixtures import (
     database_now,
     enqueue_committed,
-    fetch,
     make_due,
+    no_relay_connected,
+    relayed,
+    states,
     stored_rows,
-    wait_until,
 )
 
 from realtime_bridge import Bridge, Event, Member, Occupancy
@@ -43,7 +44,6 @@ from realtime_bridge.errors import (
     InvalidWebhook,
     PayloadTooLarge,
 )
-from realtime_bridge.outbox import Outbox, Relay
 from realtime_bridge.testing import instant_retry
 from realtime_bridge.testing.ably import AblyEmulator, ManualClock
 from realtime_bridge.webhooks import WebhookKind
@@ -52,7 +52,6 @@ pytest_plugins = ["conftest_outbox"]
 
 A, B, C = "orders.a", "orders.b", "orders.c"
 TYPE = "order.updated"
-LONG_BACKOFF = 60.0  # a retried row stays put until the test makes it due
 PUBLISH_ROUTES = ("/channels/{channel}/messages", "/messages")
 
 
@@ -103,40 +102,6 @@ async def sdk(served: ServedAbly, **options: Any) -> AsyncIterator[AblyRest]:
         settings.update(key=served.emulator.key, use_token_auth=True)
     async with AblyRest(**settings) as rest:
         yield rest
-
-
-@contextlib.asynccontextmanager
-async def relayed(
-    url: str, adapter: AblyAdapter, *, bridge: Bridge | None = None, **relay_options: Any
-) -> AsyncIterator[tuple[Outbox, Relay]]:
-    """An outbox publishing through ``adapter`` (one Bridge attempt per publish: failures
-    reach the relay) and one relay, closed (with the adapter) afterwards."""
-    relay_options.setdefault("base_delay", LONG_BACKOFF)
-    bridge = bridge or Bridge(adapter, retry=instant_retry(1))
-    async with Outbox(url, bridge=bridge) as outbox:
-        relay = outbox.relay(**relay_options)
-        try:
-            yield outbox, relay
-        finally:
-            await relay.aclose()
-
-
-async def no_relay_connected(url: str) -> None:
-    """Wait until closed relays' backends are gone, so the next relay owns every partition."""
-    query = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND application_name LIKE 'realtime_bridge relay %'"
-    )
-
-    async def gone() -> bool:
-        [(count,)] = await fetch(url, query, query)
-        return bool(count == 0)
-
-    await wait_until(gone)
-
-
-def states(rows: Sequence[Any]) -> dict[str, str]:
-    return {row.event_id: row.state for row in rows}
 
 
 # -- (a) committed events reach Ably, in commit order ------------------------------------------

@@ -25,10 +25,9 @@ from typing import Any
 import httpx
 import pytest
 from outbox_fixtures import (
-    dialect_of,
     enqueue_committed,
-    fetch,
     make_due,
+    no_relay_connected,
     pg_connection,
     stored_rows,
     wait_until,
@@ -175,22 +174,6 @@ def by_channel(events: Iterable[Event]) -> dict[str, list[Event]]:
     for event in events:
         grouped[event.channel].append(event)
     return grouped
-
-
-async def no_relay_connected(url: str) -> None:
-    """Wait until closed relays' backends are gone, so a new relay owns every partition."""
-    if dialect_of(url) != "postgres":
-        return
-    query = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND application_name LIKE 'realtime_bridge relay %'"
-    )
-
-    async def gone() -> bool:
-        [(count,)] = await fetch(url, query, query)
-        return bool(count == 0)
-
-    await wait_until(gone, within=WAIT)
 
 
 async def signed_post(server: SoketiServer, path: str, payload: Any) -> httpx.Response:

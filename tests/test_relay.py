@@ -29,9 +29,9 @@ from outbox_fixtures import (
     database_now,
     dialect_of,
     enqueue_committed,
-    fetch,
     insert_raw,
     make_due,
+    no_relay_connected,
     run_async,
     sqlite_url_of,
     stored_rows,
@@ -469,22 +469,6 @@ async def poison_through_a_relay(url: str, *events: Event) -> None:
     async with rigged(url, PickyAdapter()) as rig:
         await rig.enqueue(*events)
         await rig.drain()
-
-
-async def no_relay_connected(url: str) -> None:
-    """Wait until closed relays' backends are gone, so a new relay owns every partition."""
-    if dialect_of(url) != "postgres":
-        return
-
-    async def gone() -> bool:
-        query = (
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND application_name LIKE 'realtime_bridge relay %'"
-        )
-        [(count,)] = await fetch(url, query, query)
-        return count == 0
-
-    await wait_until(gone)
 
 
 @pytest.mark.redis

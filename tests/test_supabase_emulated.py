@@ -37,8 +37,10 @@ from conftest_supabase import (
 from outbox_fixtures import (
     database_now,
     enqueue_committed,
-    fetch,
     make_due,
+    no_relay_connected,
+    relayed,
+    states,
     stored_rows,
     wait_until,
 )
@@ -55,7 +57,6 @@ from realtime_bridge.errors import (
     RateLimited,
     VendorUnavailable,
 )
-from realtime_bridge.outbox import Outbox, Relay
 from realtime_bridge.testing import instant_retry
 from realtime_bridge.testing.supabase import ManualClock, SupabaseEmulator
 
@@ -64,7 +65,6 @@ pytest_plugins = ["conftest_outbox"]
 A, B, C = "orders.a", "private-orders.b", "orders.c"
 ROOM = "presence-room.1"
 TYPE = "order.updated"
-LONG_BACKOFF = 60.0  # a retried row stays put until the test makes it due
 BROADCAST = "POST /api/broadcast"
 
 
@@ -93,40 +93,6 @@ def publishes(emulator: SupabaseEmulator) -> list[tuple[int, bool]]:
         for r in emulator.request_log
         if r.method == "POST" and r.route == "/api/broadcast"
     ]
-
-
-async def no_relay_connected(url: str) -> None:
-    """Wait until closed relays' backends are gone, so the next relay owns every partition."""
-    query = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND application_name LIKE 'realtime_bridge relay %'"
-    )
-
-    async def gone() -> bool:
-        [(count,)] = await fetch(url, query, query)
-        return bool(count == 0)
-
-    await wait_until(gone)
-
-
-def states(rows: Sequence[Any]) -> dict[str, str]:
-    return {row.event_id: row.state for row in rows}
-
-
-@contextlib.asynccontextmanager
-async def relayed(
-    url: str, adapter: SupabaseAdapter, *, bridge: Bridge | None = None, **relay_options: Any
-) -> AsyncIterator[tuple[Outbox, Relay]]:
-    """An outbox publishing through ``adapter`` (one Bridge attempt per publish: failures
-    reach the relay) and one relay; both closed (with the adapter) afterwards."""
-    relay_options.setdefault("base_delay", LONG_BACKOFF)
-    bridge = bridge or Bridge(adapter, retry=instant_retry(1))
-    async with Outbox(url, bridge=bridge) as outbox:
-        relay = outbox.relay(**relay_options)
-        try:
-            yield outbox, relay
-        finally:
-            await relay.aclose()
 
 
 @contextlib.asynccontextmanager
