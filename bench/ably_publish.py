@@ -278,29 +278,26 @@ async def ours_batch(rig: Rig, count: int) -> Sample:
     """Our adapter, as the relay calls it: ``publish`` of 100 events, awaited in turn."""
     events = build_events(count)
     batches = harness.chunks(events, BATCH)
-    published = 0
-
-    async def send() -> None:
-        nonlocal published
-        for batch in batches:
-            published += (await rig.adapter.publish(batch)).published
-
-    sample = await clock(rig, events, len(batches), "our adapter", send)
-    harness.expect_published("our adapter", published, count)
+    tally = harness.Tally()
+    sample = await clock(
+        rig, events, len(batches), "our adapter", harness.send_batches(rig.adapter, batches, tally)
+    )
+    tally.expect("our adapter", count)
     return sample
 
 
 async def ours_many(rig: Rig, count: int) -> Sample:
     """``Bridge.publish_many`` of every event: it cuts them into 100s, sent in turn."""
     events = build_events(count)
-    published = 0
-
-    async def send() -> None:
-        nonlocal published
-        published = (await rig.bridge.publish_many(events)).published
-
-    sample = await clock(rig, events, _requests_for(events), "the Bridge", send)
-    harness.expect_published("the Bridge", published, count)
+    tally = harness.Tally()
+    sample = await clock(
+        rig,
+        events,
+        _requests_for(events),
+        "the Bridge",
+        harness.send_many(rig.bridge, events, tally),
+    )
+    tally.expect("the Bridge", count)
     return sample
 
 
@@ -308,16 +305,12 @@ async def ours_lanes(rig: Rig, count: int) -> Sample:
     """``Bridge.publish_many`` in ``in_flight`` lanes at once, each holding whole channels."""
     events = build_events(count)
     split = harness.lanes(events, rig.in_flight)
-    published = 0
-
-    async def send() -> None:
-        nonlocal published
-        receipts = await asyncio.gather(*(rig.bridge.publish_many(lane) for lane in split))
-        published = sum(receipt.published for receipt in receipts)
-
+    tally = harness.Tally()
     requests = sum(_requests_for(lane) for lane in split)
-    sample = await clock(rig, events, requests, "the Bridge in lanes", send)
-    harness.expect_published("the Bridge", published, count)
+    sample = await clock(
+        rig, events, requests, "the Bridge in lanes", harness.send_lanes(rig.bridge, split, tally)
+    )
+    tally.expect("the Bridge", count)
     return sample
 
 

@@ -22,6 +22,7 @@ Each benchmark keeps its own peers, checks, verdict and prose.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import gc
 import json
@@ -34,7 +35,10 @@ from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from bench import compose
-from realtime_bridge import Event
+from realtime_bridge import Adapter, Bridge, Event
+
+#: A timed send: what a peer does while the clock runs.
+Send = Callable[[], Awaitable[None]]
 
 __all__ = [
     "CHANNELS",
@@ -45,10 +49,15 @@ __all__ = [
     "Peer",
     "Report",
     "Sample",
+    "Send",
+    "Tally",
     "add_lanes_options",
     "build_events",
     "by_channel",
     "chunks",
+    "send_batches",
+    "send_lanes",
+    "send_many",
     "envelope",
     "expect_published",
     "interleave",
@@ -136,6 +145,49 @@ def expect_published(who: str, published: int, count: int) -> None:
     """Fail loudly unless every event was published: the figure would be for less work."""
     if published != count:
         raise RuntimeError(f"{who} published {published} of {count} events")
+
+
+@dataclass
+class Tally:
+    """What our adapter or Bridge acknowledged during a timed send, checked after the clock.
+
+    The ``send_*`` functions build the timed part of our peers; each adds what
+    was acknowledged here, so the count is checked outside the measured time.
+    """
+
+    published: int = 0
+
+    def expect(self, who: str, count: int) -> None:
+        expect_published(who, self.published, count)
+
+
+def send_batches(adapter: Adapter, batches: Sequence[Sequence[Event]], tally: Tally) -> Send:
+    """Our adapter as the relay calls it: ``publish`` of each batch, awaited in turn."""
+
+    async def send() -> None:
+        for batch in batches:
+            tally.published += (await adapter.publish(batch)).published
+
+    return send
+
+
+def send_many(bridge: Bridge, events: Sequence[Event], tally: Tally) -> Send:
+    """``Bridge.publish_many`` of every event: it cuts them into batches, sent in turn."""
+
+    async def send() -> None:
+        tally.published += (await bridge.publish_many(events)).published
+
+    return send
+
+
+def send_lanes(bridge: Bridge, split: Sequence[Sequence[Event]], tally: Tally) -> Send:
+    """``Bridge.publish_many`` of each lane, all lanes at once (each holds whole channels)."""
+
+    async def send() -> None:
+        receipts = await asyncio.gather(*(bridge.publish_many(lane) for lane in split))
+        tally.published += sum(receipt.published for receipt in receipts)
+
+    return send
 
 
 # -- timing --------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ Run ``bench/run pusher_publish`` (installs soketi, writes
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import os
@@ -178,15 +177,9 @@ async def sdk_trigger_batch(rig: Rig, count: int) -> Sample:
 async def ours_batch(rig: Rig, count: int) -> Sample:
     """Our adapter in the same shape as ``trigger_batch``: ``publish`` of 10, one at a time."""
     batches = harness.chunks(rig.events[:count], BATCH)
-    published = 0
-
-    async def send() -> None:
-        nonlocal published
-        for batch in batches:
-            published += (await rig.adapter.publish(batch)).published
-
-    sample = await clock(rig, count, send)
-    harness.expect_published("our adapter", published, count)
+    tally = harness.Tally()
+    sample = await clock(rig, count, harness.send_batches(rig.adapter, batches, tally))
+    tally.expect("our adapter", count)
     return sample
 
 
@@ -198,15 +191,9 @@ async def ours_lanes(rig: Rig, count: int) -> Sample:
     whole channels (``lanes``), so every channel's events still go out in order.
     """
     split = harness.lanes(rig.events[:count], rig.in_flight)
-    published = 0
-
-    async def send() -> None:
-        nonlocal published
-        receipts = await asyncio.gather(*(rig.bridge.publish_many(lane) for lane in split))
-        published = sum(receipt.published for receipt in receipts)
-
-    sample = await clock(rig, count, send)
-    harness.expect_published("the Bridge", published, count)
+    tally = harness.Tally()
+    sample = await clock(rig, count, harness.send_lanes(rig.bridge, split, tally))
+    tally.expect("the Bridge", count)
     return sample
 
 
