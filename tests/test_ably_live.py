@@ -45,53 +45,22 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
 from conftest_ably import LIVE_URL_VARIABLE
-
-TESTS = Path(__file__).resolve().parent
-#: Bound on the subprocess (a bound on a hang, not a timing claim).
-SUITE_TIMEOUT = 600
+from contract_subprocess import report_of, run_contract_suite, summary
 
 
 def run_ably_contract_suite(url: str) -> subprocess.CompletedProcess[str]:
     """``pytest tests/test_contract.py -k ably`` with the fixture pointed at ``url``."""
-    env = {**os.environ, LIVE_URL_VARIABLE: url}
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(TESTS / "test_contract.py"),
-        "-k",
-        "ably",
-        "-q",
-        "-rs",
-        "-p",
-        "no:cacheprovider",
-    ]
-    return subprocess.run(
-        command,
-        cwd=TESTS.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SUITE_TIMEOUT,
-        check=False,
-    )
-
-
-def summary(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    """The counts of pytest's last line: ``{"passed": 24, "skipped": 12, ...}``."""
-    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    return {word: int(count) for count, word in re.findall(r"(\d+) (\w+)", last)}
+    return run_contract_suite("ably", LIVE_URL_VARIABLE, url)
 
 
 def check_report(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
     """The run passed, and every test it skipped was one live mode leaves out."""
-    report = f"{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    report = report_of(result)
     assert result.returncode == 0, report
     counts = summary(result)
     assert counts.get("passed", 0) >= 20, report

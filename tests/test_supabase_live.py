@@ -36,17 +36,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 from conftest import KNOWN_ADAPTER_BUGS
 from conftest_supabase import LIVE_URL_VARIABLE
+from contract_subprocess import report_of, run_contract_suite, summary
 
-TESTS = Path(__file__).resolve().parent
-#: Bound on the subprocess (a bound on a hang, not a timing claim).
-SUITE_TIMEOUT = 600
 #: The suite's tests marked xfail(strict=True) for Supabase, which must fail there too.
 XFAILED = sum(1 for adapter, _ in KNOWN_ADAPTER_BUGS if adapter == "supabase")
 
@@ -62,39 +59,12 @@ def supabase_url(base_url: str, key: str) -> str:
 
 def run_supabase_contract_suite(url: str) -> subprocess.CompletedProcess[str]:
     """``pytest tests/test_contract.py -k supabase`` with the fixture pointed at ``url``."""
-    env = {**os.environ, LIVE_URL_VARIABLE: url}
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(TESTS / "test_contract.py"),
-        "-k",
-        "supabase",
-        "-q",
-        "-rsx",
-        "-p",
-        "no:cacheprovider",
-    ]
-    return subprocess.run(
-        command,
-        cwd=TESTS.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SUITE_TIMEOUT,
-        check=False,
-    )
-
-
-def summary(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    """The counts of pytest's last line: ``{"passed": 19, ...}``."""
-    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    return {word: int(count) for count, word in re.findall(r"(\d+) (\w+)", last)}
+    return run_contract_suite("supabase", LIVE_URL_VARIABLE, url)
 
 
 def check_report(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
     """The run passed whole: nothing failed, nothing skipped, nothing xfailed."""
-    report = f"{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    report = report_of(result)
     assert result.returncode == 0, report
     counts = summary(result)
     assert counts.get("passed", 0) >= 15, report
