@@ -26,7 +26,7 @@ from test_gateway_clients import (
 
 from realtime_bridge import Bridge, Event, Member
 from realtime_bridge.gateway import create_app, issue_token, serve_gateway, verify_token
-from realtime_bridge.gateway.streams import Page
+from realtime_bridge.gateway.entries import Page
 
 ROOM = "presence-room.7"
 

@@ -26,9 +26,9 @@ from realtime_bridge import (
 from realtime_bridge.adapters.redis import RedisAdapter
 from realtime_bridge.gateway import GatewaySettings, Grant, TokenRejected, issue_token, verify_token
 from realtime_bridge.gateway.cursor import format_cursor, parse_cursor, parse_stream_id
+from realtime_bridge.gateway.entries import Entry
 from realtime_bridge.gateway.errors import CLOSE_UNAVAILABLE, Problem, missing_extra, problem_of
 from realtime_bridge.gateway.inbox import Closed, Inbox, Overflowed
-from realtime_bridge.gateway.streams import Entry
 
 SECRET = "unit-test-gateway-secret-0123456789abcdef"
 NOW = 1_700_000_000.0
@@ -236,9 +236,9 @@ def test_settings_read_the_redis_adapter_url_and_its_options() -> None:
     )
     where = settings.location()
     assert (where.prefix, where.history_ttl, where.label) == ("app", 60, "redis://:***@h:6380/2")
-    assert settings.token_secret(where) == SECRET
+    assert settings.token_secret(where.secret) == SECRET
     explicit = GatewaySettings(redis_url=settings.redis_url, secret=SecretStr("z" * 32))
-    assert explicit.token_secret(explicit.location()) == "z" * 32
+    assert explicit.token_secret(explicit.location().secret) == "z" * 32
 
 
 @pytest.mark.parametrize(
@@ -260,7 +260,7 @@ def test_the_gateway_needs_a_secret_and_never_shows_it(monkeypatch: pytest.Monke
         monkeypatch.delenv(name, raising=False)
     settings = GatewaySettings()
     with pytest.raises(ConfigurationError, match="--secret"):
-        settings.token_secret(settings.location())
+        settings.token_secret(settings.location().secret)
     monkeypatch.setenv("REALTIME_BRIDGE_GATEWAY_SECRET", "too-short")
     monkeypatch.setenv(
         "REALTIME_BRIDGE_GATEWAY_CORS_ORIGINS", "https://a.example, https://b.example"
@@ -268,7 +268,7 @@ def test_the_gateway_needs_a_secret_and_never_shows_it(monkeypatch: pytest.Monke
     settings = GatewaySettings()
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
     with pytest.raises(ConfigurationError) as caught:
-        settings.token_secret(settings.location())
+        settings.token_secret(settings.location().secret)
     assert "too-short" not in str(caught.value)
 
 

@@ -31,7 +31,7 @@ import json
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ClassVar, Self
@@ -45,7 +45,6 @@ from redis.crc import key_slot
 
 from ..errors import (
     AuthenticationFailed,
-    CapabilityNotSupported,
     ConfigurationError,
     CursorNotFound,
     PublishRejected,
@@ -54,6 +53,7 @@ from ..errors import (
 from ..events import Event
 from ..gateway import tokens
 from ..settings import redact_url
+from ._gateway_auth import GatewayClientAuth
 from ._query import QueryOptions
 from .base import (
     SELF_HOSTED_CAPABILITIES,
@@ -156,7 +156,7 @@ def _client(
     return aioredis.Redis.from_url(base_url, health_check_interval=30, **common)
 
 
-class RedisAdapter(Adapter):
+class RedisAdapter(GatewayClientAuth, Adapter):
     """Publish, history, presence and occupancy on one Redis (or a Redis Cluster)."""
 
     scheme = "redis"
@@ -183,12 +183,9 @@ class RedisAdapter(Adapter):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = Limits(max_payload_bytes=max_payload, max_events_per_batch=max_batch)
-        if gateway_secret is None:
-            self.capabilities = SELF_HOSTED_CAPABILITIES  # type: ignore[misc]
-        self._gateway_secret = (
-            None if gateway_secret is None else tokens.check_secret(gateway_secret)
+        self._init_client_auth(
+            gateway_secret, gateway_token_ttl, clock, without=SELF_HOSTED_CAPABILITIES
         )
-        self._token_ttl = gateway_token_ttl
         self._clock = clock
         self._client = client
         self._label = label
@@ -333,44 +330,6 @@ class RedisAdapter(Adapter):
             counts = await self._client.pubsub_numsub(topic, **nodes)
         subscribers = sum(int(count) for _, count in counts) if counts else 0
         return Occupancy(channel, subscribers=subscribers, members=len(members))
-
-    # -- browsers, through the gateway (pure computation) ----------------------
-
-    def authorize(
-        self,
-        channel: str | None,
-        *,
-        user: Member | None = None,
-        socket_id: str | None = None,
-    ) -> dict[str, Any]:
-        """A gateway token for ``channel``: ``{"token", "expires_at", "expires_in", ...}``.
-
-        The browser passes ``token`` to the gateway (``?token=`` or an
-        ``Authorization: Bearer`` header). With ``user``, it may also enter
-        presence there as that user. ``socket_id`` is ignored: the gateway has
-        no socket ids, the token is not bound to one connection.
-        """
-        if channel is None:
-            raise ValueError("gateway tokens name their channels: pass the channel")
-        return self.authorize_channels([channel], user=user)
-
-    def authorize_channels(
-        self, channels: Iterable[str], *, user: Member | None = None
-    ) -> dict[str, Any]:
-        """One token for several channels, for one gateway connection that carries them all."""
-        if self._gateway_secret is None:
-            raise CapabilityNotSupported(
-                adapter=self.name,
-                capability=str(Capability.CLIENT_AUTH),
-                hint="add ?gateway_secret= (the gateway's --secret) to the redis:// URL",
-            )
-        return tokens.grant_token(
-            self._gateway_secret,
-            channels=channels,
-            user=user,
-            now=self._clock(),
-            ttl=self._token_ttl,
-        )
 
     # -- lifecycle ----------------------------------------------------------
 

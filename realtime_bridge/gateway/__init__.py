@@ -40,6 +40,7 @@ from .tokens import Grant, TokenRejected, issue_token, verify_token
 
 if TYPE_CHECKING:
     from .app import create_app
+    from .memory_feed import MemoryFeed
     from .server import serve_gateway
     from .service import Gateway
     from .settings import GatewaySettings
@@ -48,6 +49,7 @@ __all__ = [
     "Gateway",
     "GatewaySettings",
     "Grant",
+    "MemoryFeed",
     "TokenRejected",
     "create_app",
     "issue_token",
@@ -57,6 +59,7 @@ __all__ = [
 
 _LAZY = {
     "create_app": ".app",
+    "MemoryFeed": ".memory_feed",
     "serve_gateway": ".server",
     "Gateway": ".service",
     "GatewaySettings": ".settings",

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
+from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from ..errors import VendorUnavailable
 from .catchup import CatchUpEndpoint
+from .feed import Feed
 from .service import Gateway
 from .settings import GatewaySettings
 from .sse import SseEndpoint
@@ -35,12 +38,14 @@ from .ws import WebSocketEndpoint
 __all__ = ["create_app"]
 
 
-def create_app(settings: GatewaySettings | None = None) -> Starlette:
+def create_app(settings: GatewaySettings | None = None, *, feed: Feed | None = None) -> Starlette:
     """The gateway's ASGI app; ``app.state.gateway`` is its ``Gateway``.
 
     Checks the configuration now (``ConfigurationError``), without connecting.
+    ``feed`` replaces the Redis adapter named by the settings, e.g.
+    ``MemoryFeed(adapter)`` to serve a memory adapter of this process.
     """
-    gateway = Gateway(settings if settings is not None else GatewaySettings())
+    gateway = Gateway(settings if settings is not None else GatewaySettings(), feed=feed)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -61,6 +66,7 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         WebSocketRoute("/ws", WebSocketEndpoint(gateway)),
         Route("/channels/{channel}/events", CatchUpEndpoint(gateway).__call__, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/realtime-bridge.js", browser_helper, methods=["GET"]),
     ]
     middleware = []
     if gateway.settings.cors_origins:
@@ -76,3 +82,17 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.gateway = gateway
     return app
+
+
+@cache
+def _browser_helper_source() -> bytes:
+    return resources.files(__package__).joinpath("static", "realtime-bridge.js").read_bytes()
+
+
+async def browser_helper(request: Request) -> Response:
+    """The optional browser helper (``static/realtime-bridge.js``), served from the package."""
+    return Response(
+        _browser_helper_source(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )

@@ -32,9 +32,9 @@ from starlette.responses import JSONResponse, Response
 from ..errors import InvalidEvent, VendorUnavailable
 from ..events import validate_channel
 from .auth import authenticate, problem_response
+from .entries import Page
 from .errors import problem_of
 from .service import Gateway
-from .streams import Page
 from .tokens import TokenRejected
 
 __all__ = ["CatchUpEndpoint"]

@@ -36,8 +36,8 @@ from redis.asyncio.client import PubSub
 
 from ..adapters.redis import RedisKeys, _mapped_errors
 from ..errors import VendorUnavailable
+from .entries import Entry
 from .inbox import Inbox
-from .streams import Entry
 
 __all__ = ["Hub"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .streams import Entry
+from .entries import Entry
 
 R = TypeVar("R")
 

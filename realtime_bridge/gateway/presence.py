@@ -1,4 +1,4 @@
-"""Presence for WebSocket clients, kept through the Redis adapter's own presence keys.
+"""Presence for WebSocket clients, kept through the adapter's own presence keys.
 
 ``bridge.presence()`` and ``bridge.occupancy()`` read what the gateway writes,
 because the gateway enters and leaves members through the adapter's own
@@ -20,20 +20,28 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from typing import Protocol
 
 from ..adapters.base import Member
-from ..adapters.redis import RedisAdapter
 from ..errors import RealtimeBridgeError
 
-__all__ = ["PresenceKeeper"]
+__all__ = ["PresenceKeeper", "PresenceStore"]
 
 log = logging.getLogger("realtime_bridge.gateway")
+
+
+class PresenceStore(Protocol):
+    """Where members are kept: the Redis adapter's keys, or the memory adapter's dict."""
+
+    async def enter_presence(self, channel: str, member: Member, *, ttl: float = ...) -> None: ...
+
+    async def leave_presence(self, channel: str, member_id: str) -> None: ...
 
 
 class PresenceKeeper:
     """The members this process's connections hold, per channel."""
 
-    def __init__(self, adapter: RedisAdapter, *, ttl: float) -> None:
+    def __init__(self, adapter: PresenceStore, *, ttl: float) -> None:
         self._adapter = adapter
         self._ttl = ttl
         self._held: Counter[tuple[str, str]] = Counter()

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from .._serving import bind, serving, url_of
 from ..errors import ConfigurationError
 from .app import create_app
+from .feed import Feed
 from .service import Gateway
 from .settings import GatewaySettings
 
@@ -66,6 +67,7 @@ async def serve_gateway(
     host: str | None = None,
     port: int | None = None,
     app: Starlette | None = None,
+    feed: Feed | None = None,
 ) -> AsyncIterator[str]:
     """Serve a gateway in this event loop; yield its base URL (``http://127.0.0.1:PORT``).
 
@@ -75,11 +77,12 @@ async def serve_gateway(
             ...
 
     ``app`` serves an app ``create_app`` already built (its settings then apply).
+    ``feed`` is passed to ``create_app`` (say, ``MemoryFeed(adapter)``).
     On exit the server stops: open streams end, WebSockets close with 1012,
     presence members leave, and the Redis connections close.
     """
     if app is None:
-        app = create_app(settings)
+        app = create_app(settings, feed=feed)
     settings = app.state.gateway.settings
     server = server_for(app)
     host = settings.host if host is None else host

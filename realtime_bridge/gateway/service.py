@@ -11,69 +11,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections import Counter
 from typing import Any
 
-import redis.asyncio as aioredis
-import redis.exceptions as redis_errors
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
-from ..adapters.redis import RedisAdapter, _mapped_errors
-from .hub import Hub
+from ..errors import RealtimeBridgeError
+from .feed import Feed
 from .presence import PresenceKeeper
 from .session import Session
-from .settings import GatewaySettings, RedisLocation
-from .streams import StreamReader
+from .settings import GatewaySettings
 from .tokens import Grant, verify_token
 
 __all__ = ["Gateway"]
 
 
-def _client(location: RedisLocation, *, pubsub: bool = False) -> aioredis.Redis:
-    """A lazily connecting client that never retries by itself (a retry could hide a gap).
+def _redis_feed(settings: GatewaySettings) -> Feed:
+    from .redis_feed import RedisFeed  # only the Redis feed needs the redis package
 
-    The pub/sub connection is named ``rb-gateway:<prefix>`` (``CLIENT LIST`` shows
-    which connections are gateways'); its reads wait as long as the hub says.
-    """
-    options: dict[str, Any] = {"health_check_interval": 30, "socket_timeout": location.timeout}
-    if pubsub:
-        name = re.sub(r"[^A-Za-z0-9_.:-]", "_", location.prefix)
-        options = {"health_check_interval": 0, "client_name": f"rb-gateway:{name}"}
-    return aioredis.Redis.from_url(
-        location.base_url,
-        socket_connect_timeout=location.timeout,
-        retry=Retry(NoBackoff(), 0),
-        **options,
-    )
+    return RedisFeed(settings.location(), heartbeat=settings.heartbeat)
 
 
 class Gateway:
-    """One gateway process: Redis clients, the hub, presence, and its open sessions."""
+    """One gateway process: its feed (reader, hub, presence), and its open sessions.
 
-    def __init__(self, settings: GatewaySettings) -> None:
-        location = settings.location()
+    Without ``feed`` it reads the Redis adapter named by ``settings.redis_url``
+    (the ``gateway`` extra). ``feed=MemoryFeed(adapter)`` serves a memory
+    adapter of this process instead; the feed then belongs to the caller.
+    """
+
+    def __init__(self, settings: GatewaySettings, *, feed: Feed | None = None) -> None:
         self.settings = settings
-        self.location = location
-        self._secret = settings.token_secret(location)
-        self._client = _client(location)
-        self.reader = StreamReader(
-            self._client,
-            prefix=location.prefix,
-            history_ttl=location.history_ttl,
-            label=location.label,
-        )
-        self.hub = Hub(
-            lambda: _client(location, pubsub=True),
-            prefix=location.prefix,
-            label=location.label,
-            heartbeat=settings.heartbeat,
-            timeout=location.timeout,
-        )
-        adapter = RedisAdapter(self._client, label=location.label, prefix=location.prefix)
-        self.presence = PresenceKeeper(adapter, ttl=settings.presence_ttl)
+        self._owns_feed = feed is None
+        self.feed: Feed = feed if feed is not None else _redis_feed(settings)
+        self._secret = settings.token_secret(self.feed.secret)
+        self.reader = self.feed.reader
+        self.hub = self.feed.hub
+        self.presence = PresenceKeeper(self.feed.adapter, ttl=settings.presence_ttl)
         self.sessions: set[Session[Any]] = set()
         self._counters: Counter[str] = Counter()
         self._closed = False
@@ -126,9 +99,8 @@ class Gateway:
         return True
 
     async def ping(self) -> None:
-        """Reach Redis once (``VendorUnavailable`` if it cannot be reached)."""
-        with _mapped_errors(self.location.label):
-            await self._client.ping()
+        """Reach the feed's store once (``VendorUnavailable`` if it cannot be reached)."""
+        await self.feed.ping()
 
     def stats(self) -> dict[str, Any]:
         """What ``/healthz`` shows: open connections, channels, members, and counters."""
@@ -142,9 +114,10 @@ class Gateway:
         }
 
     async def aclose(self) -> None:
-        """End every session, leave every member, and close the Redis connections."""
+        """End every session, leave every member, and close the feed if this gateway made it."""
         self.close_sessions()
         await self.hub.aclose()
         await self.presence.aclose()
-        with contextlib.suppress(redis_errors.RedisError, OSError):
-            await self._client.aclose()
+        if self._owns_feed:
+            with contextlib.suppress(RealtimeBridgeError):
+                await self.feed.aclose()

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..errors import RealtimeBridgeError
 from .cursor import StreamId, parse_stream_id
+from .entries import Entry
 from .inbox import Closed, Inbox, Overflowed
-from .streams import Entry
 from .tokens import Grant
 
 if TYPE_CHECKING:

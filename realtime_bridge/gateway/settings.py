@@ -117,9 +117,9 @@ class GatewaySettings(BaseSettings):
         """The Redis URL, parsed and checked (raises ``ConfigurationError``)."""
         return RedisLocation.parse(self.redis_url.get_secret_value())
 
-    def token_secret(self, location: RedisLocation) -> str:
-        """The secret tokens are checked with: ``secret``, else the URL's ``gateway_secret``."""
-        secret = self.secret.get_secret_value() if self.secret is not None else location.secret
+    def token_secret(self, url_secret: str | None) -> str:
+        """The secret that checks tokens: ``secret``, else the feed URL's ``gateway_secret``."""
+        secret = self.secret.get_secret_value() if self.secret is not None else url_secret
         if not secret:
             raise ConfigurationError(
                 "the gateway needs the secret that signs client tokens: --secret, "

@@ -44,11 +44,11 @@ from ..errors import InvalidEvent, VendorUnavailable
 from ..events import validate_channel
 from .auth import authenticate, problem_response
 from .cursor import format_cursor, parse_cursor
+from .entries import Entry
 from .errors import problem_of
 from .inbox import Closed, Overflowed
 from .service import Gateway
 from .session import Reset, Session
-from .streams import Entry
 from .tokens import Grant, TokenRejected
 
 __all__ = ["SseEndpoint"]

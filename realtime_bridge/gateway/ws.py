@@ -43,11 +43,11 @@ from ..errors import InvalidEvent, VendorUnavailable
 from ..events import validate_channel
 from .auth import authenticate
 from .cursor import parse_stream_id
+from .entries import Entry
 from .errors import CLOSE_RESTART, CLOSE_SLOW, CLOSE_UNAVAILABLE, Problem, problem_of
 from .inbox import Closed, Overflowed
 from .service import Gateway
 from .session import Reset, Session
-from .streams import Entry
 from .tokens import TokenRejected
 
 __all__ = ["WebSocketEndpoint"]
