@@ -31,6 +31,7 @@ from . import __version__
 from .adapters.base import Adapter, HistoryPage, Member, Occupancy
 from .bridge import Bridge, PublishReceipt
 from .catalog import EventCatalog
+from .cli_demo import add_demo_commands
 from .cli_emulate import add_emulate_commands
 from .cli_gateway import add_gateway_commands
 from .cli_outbox import OutboxCommands, add_outbox_commands
@@ -377,14 +378,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """The narrated walk-through: embedded defaults, no server, nothing to configure."""
-    from . import demo  # imported here: only the demo needs its example events
-
-    asyncio.run(demo.run())
-    return EXIT_OK
-
-
 # -- parser ------------------------------------------------------------------
 
 
@@ -474,8 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_outbox_commands(commands, _add, shared, outbox)
     add_emulate_commands(commands, _add)
     add_gateway_commands(commands, _add)
-    demo = _add(commands, "demo", cmd_demo, "a narrated walk-through on in-memory adapters")
-    demo.set_defaults(narrated=True)
+    add_demo_commands(commands, _add)
     return parser
 
 

@@ -380,8 +380,8 @@ def test_schema_imports_from_the_working_directory(
     assert str(tmp_path) not in sys.path
 
 
-def test_demo_walks_through_every_section(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "demo")
+def test_demo_tour_walks_through_every_section(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "demo", "--tour")
     assert (code, err) == (0, "")
     for heading in (
         "1. Declare a typed event",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from urllib.parse import parse_qs
 
 from ..errors import ConfigurationError
@@ -12,7 +13,7 @@ __all__ = ["QueryOptions"]
 class QueryOptions:
     """Typed access to ``?name=value`` options; unknown names are an error, not ignored."""
 
-    def __init__(self, query: str, *, adapter: str, known: set[str]) -> None:
+    def __init__(self, query: str, *, adapter: str, known: AbstractSet[str]) -> None:
         self._adapter = adapter
         self._values = {name: values[-1] for name, values in parse_qs(query).items()}
         unknown = set(self._values) - known

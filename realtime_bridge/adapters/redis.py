@@ -55,6 +55,7 @@ from ..gateway import tokens
 from ..settings import redact_url
 from ._gateway_auth import GatewayClientAuth
 from ._query import QueryOptions
+from ._redis_options import REDIS_OPTIONS
 from .base import (
     SELF_HOSTED_CAPABILITIES,
     Adapter,
@@ -68,18 +69,7 @@ from .base import (
 
 __all__ = ["RedisAdapter", "RedisKeys"]
 
-_OPTIONS = {
-    "history",
-    "exact",
-    "dedupe_ttl",
-    "history_ttl",
-    "prefix",
-    "cluster",
-    "timeout",
-    "max_payload",
-    "gateway_secret",
-    "gateway_token_ttl",
-}
+_OPTIONS = REDIS_OPTIONS
 
 
 def _script(name: str) -> str:

@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ..adapters._query import QueryOptions
-from ..adapters.redis import _OPTIONS as REDIS_OPTIONS
+from ..adapters._redis_options import REDIS_OPTIONS
 from ..errors import ConfigurationError
 from ..settings import redact_url
 from .tokens import check_secret

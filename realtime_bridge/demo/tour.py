@@ -1,6 +1,6 @@
 """A narrated walk-through of realtime_bridge, on in-memory adapters only.
 
-``realtime-bridge demo`` runs it: no server to start, done in well under a
+``realtime-bridge demo --tour`` runs it: no server to start, done in well under a
 second, so a newcomer sees the whole idea before configuring anything. Each
 section does one thing for real and prints what happened: a typed event, a
 live listener, single and batch publishing, a duplicate dropped by its id,
@@ -8,7 +8,7 @@ history paged with a cursor, presence and occupancy, then an outage that the
 Bridge rides out by failing over while a shadow receives copies, and finally
 what the Bridge metered.
 
-The module also declares the demo's typed event, so
+The demo's typed events live in ``shop.py``, so
 ``realtime-bridge schema realtime_bridge.demo`` prints a real catalog.
 """
 
@@ -17,19 +17,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from ..adapters.base import HistoryPage, Member
+from ..adapters.memory import MemoryAdapter, Subscription
+from ..bridge import Bridge, PublishReceipt
+from ..cli import render_table
+from ..errors import InvalidChannel
+from ..events import Event
+from ..testing import FakeAdapter, instant_retry
+from .shop import Order, OrderUpdated
 
-from .adapters.base import HistoryPage, Member
-from .adapters.memory import MemoryAdapter, Subscription
-from .bridge import Bridge, PublishReceipt
-from .cli import render_table
-from .errors import InvalidChannel
-from .events import Event
-from .testing import FakeAdapter, instant_retry
-
-__all__ = ["Order", "OrderUpdated", "run"]
+__all__ = ["run"]
 
 CHANNEL = "orders.42"
 ROOM = "presence-room.7"
@@ -37,23 +35,6 @@ ROOM = "presence-room.7"
 LISTEN_TIMEOUT = 5.0
 
 Write = Callable[[str], object]
-
-
-class Order(BaseModel):
-    """The whole new state of an order: a client that missed events rebuilds from one."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    status: str
-    total_cents: int
-
-
-class OrderUpdated(Event):
-    """An order changed. Clients switch on type; data is the order's whole new state."""
-
-    type: Literal["order.updated"] = "order.updated"
-    data: Order
 
 
 def order(status: str) -> OrderUpdated:
@@ -214,6 +195,6 @@ async def run(write: Write = print) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import main
+    from ..cli import main
 
-    raise SystemExit(main(["demo"]))
+    raise SystemExit(main(["demo", "--tour"]))
