@@ -19,7 +19,7 @@ from test_gateway_clients import SECRET, eventually, open_sse, open_ws
 
 from realtime_bridge import Bridge, Event, Member
 from realtime_bridge.adapters.memory import MemoryAdapter
-from realtime_bridge.errors import CapabilityNotSupported
+from realtime_bridge.errors import CapabilityNotSupported, ConfigurationError
 from realtime_bridge.gateway import GatewaySettings, MemoryFeed, serve_gateway
 
 CHANNEL = "orders.7"
@@ -66,6 +66,11 @@ async def test_positions_grow_and_a_trimmed_or_foreign_cursor_is_a_gap() -> None
     assert adapter.read_after(CHANNEL, "1-0", 10)[2] is True  # before this adapter was born
     future = f"{int(time.time() * 1000) + 60_000}-0"
     assert adapter.read_after(CHANNEL, future, 10)[2] is True
+
+
+def test_a_memory_feed_refuses_any_other_adapter() -> None:
+    with pytest.raises(ConfigurationError, match="serves a memory:// adapter of this process"):
+        MemoryFeed(Bridge.from_url("redis://127.0.0.1:6379/0").primary)
 
 
 async def test_without_a_gateway_secret_memory_offers_no_client_auth() -> None:

@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..adapters.base import Adapter
 from ..adapters.memory import MemoryAdapter, Positioned
+from ..errors import ConfigurationError
 from ..events import Event
 from .cursor import parse_stream_id
 from .entries import Entry, Page
@@ -102,7 +104,12 @@ class MemoryHub:
 class MemoryFeed:
     """A ``MemoryAdapter`` as a gateway feed: ``create_app(settings, feed=MemoryFeed(adapter))``."""
 
-    def __init__(self, adapter: MemoryAdapter) -> None:
+    def __init__(self, adapter: Adapter) -> None:
+        if not isinstance(adapter, MemoryAdapter):
+            raise ConfigurationError(
+                f"a MemoryFeed serves a memory:// adapter of this process, not {adapter.name}; "
+                "for Redis, give the gateway the Redis URL instead"
+            )
         self.label = adapter.name
         self.secret = adapter.gateway_secret
         self.adapter = adapter
