@@ -293,6 +293,37 @@ async def test_rate_limited_waits_at_least_the_retry_after(outbox_url: str) -> N
         assert fake.published == []
 
 
+async def test_a_circuit_breaker_refusal_is_not_an_attempt(outbox_url: str) -> None:
+    """An open breaker keeps the vendor from seeing the rows: they stay as they were."""
+    fake = FakeAdapter()
+    bridge = Bridge(fake, retry=instant_retry(1), failure_threshold=1, reset_timeout=3600)
+    async with Outbox(outbox_url, bridge=bridge) as outbox:
+        relay = outbox.relay(base_delay=LONG_BACKOFF)
+        try:
+            await enqueue_committed(outbox_url, outbox, ev(A, 1))
+            fake.fail_next(1)  # the vendor fails once: one attempt, and the breaker opens
+            await relay.database.rebalance()
+            assert await relay.run_once() == 1
+            [row] = await stored_rows(outbox_url)
+            assert (row.state, row.attempts) == ("pending", 1)
+
+            await make_due(outbox_url)
+            for _ in range(3):  # the first cycle after a retry may still hold the channel back
+                await relay.run_once()
+                if relay.stats.refused:
+                    break
+            [again] = await stored_rows(outbox_url)
+            assert (again.state, again.attempts, again.last_error) == (
+                "pending",
+                1,
+                row.last_error,
+            )
+            assert relay.stats.refused == 1 and fake.published == []
+            assert await relay.run_once() == 0  # and it claims nothing while the breaker is open
+        finally:
+            await relay.aclose()
+
+
 async def test_events_past_the_attempt_limit_are_dead_with_the_reason(outbox_url: str) -> None:
     fake = FakeAdapter()
     async with rigged(outbox_url, fake, max_attempts=3) as rig:

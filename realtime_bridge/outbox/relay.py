@@ -31,6 +31,7 @@ from ..bridge import Bridge
 from ..errors import (
     AuthenticationFailed,
     CapabilityNotSupported,
+    CircuitOpen,
     ConfigurationError,
     DatabaseUnavailable,
     DeliveryFailed,
@@ -56,6 +57,8 @@ class Outcome(enum.Enum):
     SENT = "sent"
     RETRIED = "retried"
     ISOLATED = "isolated"
+    #: Every adapter's circuit breaker refused the call: nothing was sent or recorded.
+    REFUSED = "refused"
 
 
 @dataclass
@@ -66,6 +69,8 @@ class RelayStats:
     published: int = 0
     retried: int = 0
     dead: int = 0
+    #: Batches every circuit breaker refused (left pending as they were, no attempt counted).
+    refused: int = 0
     database_errors: int = 0
     unexpected_errors: int = 0
     last_lag_seconds: float | None = None
@@ -78,6 +83,22 @@ def _retry_after(exc: BaseException) -> float | None:
     if isinstance(exc, DeliveryFailed):
         waits = [w for e in exc.errors.values() if (w := _retry_after(e)) is not None]
         return max(waits, default=None)
+    return None
+
+
+def _refused_for(exc: BaseException) -> float | None:
+    """Seconds until a breaker may let a call through, if breakers alone stopped this publish.
+
+    Then no adapter was called: the rows were not tried, so the relay leaves them
+    as they were instead of counting an attempt (an outage must not use up their
+    attempts while the breaker keeps the vendor from even seeing them).
+    """
+    if isinstance(exc, CircuitOpen):
+        return exc.retry_in
+    if isinstance(exc, DeliveryFailed) and exc.errors:
+        waits = [_refused_for(error) for error in exc.errors.values()]
+        if all(wait is not None for wait in waits):
+            return min(wait for wait in waits if wait is not None)
     return None
 
 
@@ -180,6 +201,9 @@ class Relay:
         try:
             await (sending or self.bridge.publish_many([row.event() for row in rows]))
         except (TransientError, *_SETUP_ERRORS) as exc:
+            if (wait := _refused_for(exc)) is not None:
+                self._refused(rows, wait)
+                return Outcome.REFUSED
             await self._retry_channel_or_all(rows, exc)
             return Outcome.RETRIED
         except PermanentError as exc:
@@ -224,6 +248,18 @@ class Relay:
         await self._retry([row for row in rows if row.channel == channel], exc)
         if rest := [row for row in rows if row.channel != channel]:
             await self._publish(rest)
+
+    def _refused(self, rows: Sequence[OutboxRow], wait: float) -> None:
+        """Leave the rows pending, untouched, and claim nothing until a breaker lets calls by."""
+        self._vendor_ready_at = max(self._vendor_ready_at, time.monotonic() + wait)
+        self._next = None  # numbered after these unrecorded rows: it must be claimed afresh
+        self.stats.refused += 1
+        logger.warning(
+            "%d event(s) left pending: every circuit breaker is open (next try in %.1fs)",
+            len(rows),
+            wait,
+            extra={"events": len(rows), "delay_seconds": round(wait, 3)},
+        )
 
     def _vendor_wait(self) -> float:
         """Seconds left of a vendor's Retry-After, which holds back every row (0: none)."""
