@@ -31,6 +31,7 @@ from . import __version__
 from .adapters.base import Adapter, HistoryPage, Member, Occupancy
 from .bridge import Bridge, PublishReceipt
 from .catalog import EventCatalog
+from .cli_costs import add_costs_commands
 from .cli_demo import add_demo_commands
 from .cli_emulate import add_emulate_commands
 from .cli_gateway import add_gateway_commands
@@ -467,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_outbox_commands(commands, _add, shared, outbox)
     add_emulate_commands(commands, _add)
     add_gateway_commands(commands, _add)
+    add_costs_commands(commands, _add, shared)
     add_demo_commands(commands, _add)
     return parser
 
