@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,18 @@ def add_gateway_commands(commands: Any, add: Callable[..., argparse.ArgumentPars
     )
 
 
+async def _serve_announced(server: Any, sock: socket.socket, announce: str) -> None:
+    """Serve on ``sock``; print ``announce`` once the server accepts connections, not before."""
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            break  # it could not start: its error is raised below
+        await asyncio.sleep(0.01)
+    else:
+        print(announce, flush=True)
+    await serving
+
+
 def run_gateway(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C (or SIGTERM); exit 0 when stopped that way."""
     try:
@@ -90,14 +103,13 @@ def run_gateway(args: argparse.Namespace) -> int:
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from exc
     location = settings.location()
+    announce = (
+        f"gateway listening on {url_of(sock)} (Redis {location.label}, "
+        f"prefix {location.prefix!r}); Ctrl-C stops it"
+    )
     try:
-        print(
-            f"gateway listening on {url_of(sock)} (Redis {location.label}, "
-            f"prefix {location.prefix!r}); Ctrl-C stops it",
-            flush=True,
-        )
         with _sigterm_as_interrupt():
-            asyncio.run(server.serve(sockets=[sock]))
+            asyncio.run(_serve_announced(server, sock, announce))
     except KeyboardInterrupt:
         pass
     finally:

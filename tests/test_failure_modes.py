@@ -228,6 +228,20 @@ async def test_duplicate_events_dropped_across_relays(shared_server: RedisProces
             assert [e.id for e in page] == [e.id for e in expected if e.channel == channel]
 
 
+async def test_a_burst_of_concurrent_publishes_waits_for_a_connection(
+    shared_server: RedisProcess, redis_client: aioredis.Redis
+) -> None:
+    """400 publishes at once on a pool of 8: they queue for a connection, none is refused."""
+    url = shared_server.url(query=f"prefix={_prefix()}&max_connections=8")
+    events = _events([f"burst.{n}" for n in range(400)], 400)
+    before = len(await redis_client.client_list())
+    async with Bridge.from_url(url) as bridge:
+        receipts = await asyncio.gather(*(bridge.publish(event) for event in events))
+        assert sum(receipt.published for receipt in receipts) == len(events)
+        opened = len(await redis_client.client_list()) - before
+        assert 1 <= opened <= 8, f"the pool opened {opened} connections, max_connections=8"
+
+
 async def test_clock_skew_does_not_reorder_history(
     shared_server: RedisProcess, redis_client: aioredis.Redis
 ) -> None:

@@ -17,6 +17,7 @@ REDIS_OPTIONS = frozenset(
         "prefix",
         "cluster",
         "timeout",
+        "max_connections",
         "max_payload",
         "gateway_secret",
         "gateway_token_ttl",

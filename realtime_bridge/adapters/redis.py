@@ -132,18 +132,47 @@ def _mapped_errors(adapter: str) -> Iterator[None]:
         raise VendorUnavailable(f"Redis error: {exc}", adapter=adapter) from exc
 
 
+DEFAULT_MAX_CONNECTIONS = 50
+
+
+def pooled_client(
+    base_url: str, *, timeout: float, max_connections: int, **options: Any
+) -> aioredis.Redis:
+    """A lazily connecting client whose pool makes callers *wait* for a free connection.
+
+    redis-py's default pool refuses a command ("Too many connections") once its
+    connections are all busy, and recent releases cap it at 100: a burst of
+    2,000 browsers catching up at once, or of concurrent publishes, would fail
+    on a healthy Redis. Here a burst queues instead, with at most
+    ``max_connections`` to Redis; each command still gives up after ``timeout``,
+    so the queue keeps moving. Retries are the Bridge's job: redis-py makes none.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        base_url,
+        max_connections=max_connections,
+        timeout=None,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        **options,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
 def _client(
-    base_url: str, *, cluster: bool, timeout: float
+    base_url: str, *, cluster: bool, timeout: float, max_connections: int
 ) -> aioredis.Redis | aioredis.RedisCluster:
     """A lazily connecting client; retries are the Bridge's job, so redis-py makes none."""
-    common: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    if cluster:
-        return aioredis.RedisCluster.from_url(base_url, **common)
-    return aioredis.Redis.from_url(base_url, health_check_interval=30, **common)
+    if cluster:  # a pool per node, unbounded: it never refuses a command
+        return aioredis.RedisCluster.from_url(
+            base_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+    return pooled_client(
+        base_url, timeout=timeout, max_connections=max_connections, health_check_interval=30
+    )
 
 
 class RedisAdapter(GatewayClientAuth, Adapter):
@@ -205,7 +234,12 @@ class RedisAdapter(GatewayClientAuth, Adapter):
                 f"so the path must be empty or /0, not {parts.path!r}"
             )
         try:
-            client = _client(base, cluster=cluster, timeout=query.number("timeout", 5.0))
+            client = _client(
+                base,
+                cluster=cluster,
+                timeout=query.number("timeout", 5.0),
+                max_connections=query.integer("max_connections", DEFAULT_MAX_CONNECTIONS),
+            )
         except (ValueError, redis_errors.RedisClusterException) as exc:
             raise ConfigurationError(f"bad Redis URL {redact_url(url)!r}: {exc}") from exc
         options.setdefault("label", redact_url(base))

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ..adapters.redis import RedisAdapter, _mapped_errors
+from ..adapters.redis import RedisAdapter, _mapped_errors, pooled_client
 from .hub import Hub
 from .settings import RedisLocation
 from .streams import StreamReader
@@ -24,21 +23,34 @@ from .streams import StreamReader
 __all__ = ["RedisFeed"]
 
 
-def _client(location: RedisLocation, *, pubsub: bool = False) -> aioredis.Redis:
-    """A lazily connecting client that never retries by itself (a retry could hide a gap).
+def _client(location: RedisLocation) -> aioredis.Redis:
+    """The pooled client for reads and presence: a reconnection storm queues for a connection.
 
-    The pub/sub connection is named ``rb-gateway:<prefix>`` (``CLIENT LIST`` shows
-    which connections are gateways'); its reads wait as long as the hub says.
+    2,000 browsers resuming at once each read their channels' streams: with
+    redis-py's default pool, the reads past its cap would fail on a healthy
+    Redis (``tests/test_gateway_storm.py``).
     """
-    options: dict[str, Any] = {"health_check_interval": 30, "socket_timeout": location.timeout}
-    if pubsub:
-        name = re.sub(r"[^A-Za-z0-9_.:-]", "_", location.prefix)
-        options = {"health_check_interval": 0, "client_name": f"rb-gateway:{name}"}
+    return pooled_client(
+        location.base_url,
+        timeout=location.timeout,
+        max_connections=location.max_connections,
+        health_check_interval=30,
+    )
+
+
+def _pubsub_client(location: RedisLocation) -> aioredis.Redis:
+    """The hub's connection, which never retries by itself (a retry could hide a gap).
+
+    It is named ``rb-gateway:<prefix>`` (``CLIENT LIST`` shows which connections
+    are gateways'); its reads wait as long as the hub says.
+    """
+    name = re.sub(r"[^A-Za-z0-9_.:-]", "_", location.prefix)
     return aioredis.Redis.from_url(
         location.base_url,
         socket_connect_timeout=location.timeout,
         retry=Retry(NoBackoff(), 0),
-        **options,
+        health_check_interval=0,
+        client_name=f"rb-gateway:{name}",
     )
 
 
@@ -56,7 +68,7 @@ class RedisFeed:
             label=location.label,
         )
         self.hub = Hub(
-            lambda: _client(location, pubsub=True),
+            lambda: _pubsub_client(location),
             prefix=location.prefix,
             label=location.label,
             heartbeat=heartbeat,

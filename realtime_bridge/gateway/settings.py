@@ -37,6 +37,8 @@ class RedisLocation:
     #: Seconds a quiet channel's stream lives: how old a cursor can be and still be trusted.
     history_ttl: int
     timeout: float
+    #: Connections the gateway's pool may open for reads and presence (bursts wait for one).
+    max_connections: int
     #: The token secret, if the URL carries one (``?gateway_secret=``).
     secret: str | None
 
@@ -65,6 +67,7 @@ class RedisLocation:
             prefix=query.text("prefix", "rb"),
             history_ttl=query.integer("history_ttl", 86400),
             timeout=query.number("timeout", 5.0),
+            max_connections=query.integer("max_connections", 50),
             secret=query.text("gateway_secret", "") or None,
         )
 
