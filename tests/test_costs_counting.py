@@ -180,7 +180,10 @@ def test_connection_minutes_come_from_the_mean_connections() -> None:
     month = usage("ably", traffic, 1)
     assert month["peak_connections"] == 100
     assert month["connection_minutes"] == connection_minutes(40, MONTH_HOURS)
-    assert usage("liveblocks", traffic, 2)["collaboration_minutes"] == connection_minutes(
+    # Liveblocks bills a user-minute only in rooms of 2 or more people: here 1 per channel.
+    assert usage("liveblocks", traffic, 2)["collaboration_minutes"] == 0
+    shared = a_month([event(1, "orders.1", START)], mean_connections=40, subscribers_per_channel=2)
+    assert usage("liveblocks", shared, 2)["collaboration_minutes"] == connection_minutes(
         80, MONTH_HOURS
     )
 

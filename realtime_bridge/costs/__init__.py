@@ -42,7 +42,7 @@ from .shadow import (
     shadow_measurements,
     write_shadow_stats,
 )
-from .text import render_table
+from .text import render_summary, render_table
 from .traffic import ChannelTraffic, Connections, Period, Subscribers, Traffic
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "record_shadow_stats",
     "render_html",
     "render_json",
+    "render_summary",
     "render_table",
     "sample_subscribers",
     "shadow_measurements",

@@ -76,3 +76,17 @@ def whole_packages(amount: float, package: float) -> int:
 def connection_minutes(mean_connections: float, hours: float) -> float:
     """Connection-minutes (or channel-minutes): how many were open, for how long."""
     return mean_connections * hours * 60
+
+
+def collaboration_minutes(mean_connections: float, people_per_room: float, hours: float) -> float:
+    """Liveblocks' realtime-collaboration minutes: user-minutes in rooms of 2 or more people.
+
+    "When 2+ people are in the same room, each user-minute counts": a room
+    with one person in it is free. The measured subscribers per channel stand
+    for the people in each room, so below 2 nothing counts, and from 2 on every
+    connection-minute does (an average, not a per-room count: rooms of 1 and 3
+    average 2 and are billed as if all were shared).
+    """
+    if people_per_room < 2:
+        return 0.0
+    return connection_minutes(mean_connections, hours)

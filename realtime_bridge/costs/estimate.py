@@ -162,7 +162,7 @@ def _traffic_warnings(traffic: Traffic) -> list[Notice]:
         warnings.append(
             Notice(
                 "short_period",
-                f"only {number(traffic.period.hours)} hours measured: a day or a week of "
+                f"only {traffic.period.length} measured: a day or a week of "
                 "staging traffic gives a steadier month",
             )
         )

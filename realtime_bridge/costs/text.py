@@ -14,7 +14,7 @@ from datetime import UTC
 from .findings import number
 from .report import CostReport, PlanEstimate, VendorEstimate
 
-__all__ = ["money", "render_table", "times"]
+__all__ = ["money", "render_summary", "render_table", "times"]
 
 
 def money(amount: float | None) -> str:
@@ -46,7 +46,7 @@ def _summary(report: CostReport) -> Iterator[str]:
     start, end = (f"{d.astimezone(UTC):%Y-%m-%d %H:%M}" for d in (t.period.start, t.period.end))
     yield (
         f"Measured: {number(t.events)} events, {number(t.bytes)} bytes, "
-        f"{len(t.channels)} channels, over {number(t.period.hours)} hours ({start} to {end} UTC)"
+        f"{len(t.channels)} channels, over {t.period.length} ({start} to {end} UTC)"
     )
     yield (
         f"  {number(t.fan_out)} subscribers per event ({t.subscribers.source}); peak "
@@ -135,6 +135,16 @@ def _shadow_rows(report: CostReport) -> Iterator[str]:
             ]
         )
     yield from _columns(rows)
+
+
+def render_summary(report: CostReport) -> str:
+    """The measurement, the bills and what breaks first: the table without its fine print.
+
+    The embedded demo ends with it; ``render_table`` adds crossovers, warnings,
+    flagged figures and assumptions.
+    """
+    lines = [*_summary(report), "", *_vendors(report), "", *_breaks(report)]
+    return "\n".join([*lines, "", "(* an uncertain figure: `realtime-bridge costs` says why)"])
 
 
 def render_table(report: CostReport) -> str:

@@ -61,6 +61,16 @@ class Period:
     def hours(self) -> float:
         return (self.end - self.start).total_seconds() / 3600
 
+    @property
+    def length(self) -> str:
+        """How long, for people: ``168 hours``, ``12 minutes``, ``40 seconds``."""
+        seconds = (self.end - self.start).total_seconds()
+        if seconds >= 3600:
+            return f"{seconds / 3600:,.4g} hours"
+        if seconds >= 60:
+            return f"{seconds / 60:.3g} minutes"
+        return f"{seconds:.3g} seconds"
+
     def full_days(self) -> list[date]:
         """The UTC days entirely inside the period (Pusher's quota resets at 00:00 UTC)."""
         first = self.start.astimezone(UTC)

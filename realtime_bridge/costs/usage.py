@@ -16,6 +16,7 @@ from .counting import (
     GIB,
     ably_bandwidth_allowance,
     ably_chunks,
+    collaboration_minutes,
     connection_minutes,
     pusher_messages,
     supabase_messages,
@@ -120,7 +121,9 @@ def _supabase(traffic: Traffic) -> Usage:
 def _liveblocks(traffic: Traffic) -> Usage:
     return {
         "peak_connections": traffic.connections.peak,
-        "collaboration_minutes": connection_minutes(traffic.connections.mean, MONTH_HOURS),
+        "collaboration_minutes": collaboration_minutes(
+            traffic.connections.mean, traffic.fan_out, MONTH_HOURS
+        ),
     }
 
 
