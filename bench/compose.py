@@ -48,7 +48,14 @@ BENCH = Path(__file__).resolve().parent
 OUTPUT = BENCH.parent / "BENCHMARKS.md"
 SECTIONS_DIR = BENCH / "sections"
 #: The benchmarks, by module name, in the order BENCHMARKS.md shows their sections.
-SECTIONS = ("redis_publish", "pusher_publish", "ably_publish", "supabase_publish", "outbox")
+SECTIONS = (
+    "redis_publish",
+    "nats_publish",
+    "pusher_publish",
+    "ably_publish",
+    "supabase_publish",
+    "outbox",
+)
 
 R = TypeVar("R")  # a benchmark's report
 

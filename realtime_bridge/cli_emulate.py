@@ -1,4 +1,4 @@
-"""``realtime-bridge emulate ably|supabase``: serve a vendor emulator in the foreground.
+"""``realtime-bridge emulate ably|supabase|liveblocks``: serve a vendor emulator in the foreground.
 
 Kept apart from ``cli.py``, which registers them with ``add_emulate_commands``.
 The Ably emulator speaks the part of Ably's REST API that realtime_bridge
@@ -62,6 +62,7 @@ def add_emulate_commands(commands: Any, add: Callable[..., argparse.ArgumentPars
         help="history kept (72 h)",
     )
     _add_supabase(vendors, add)
+    _add_liveblocks(vendors, add)
 
 
 def _add_supabase(vendors: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -88,6 +89,64 @@ def _add_supabase(vendors: Any, add: Callable[..., argparse.ArgumentParser]) -> 
     supabase.add_argument(
         "--messages-per-second", type=int, default=100, metavar="N", help="the quota (100)"
     )
+
+
+LIVEBLOCKS_PORT = 8081
+
+
+def _add_liveblocks(vendors: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+    liveblocks = add(
+        vendors,
+        "liveblocks",
+        emulate_liveblocks,
+        "emulate Liveblocks' REST API (broadcast, active users, rooms, tokens) over plain HTTP",
+    )
+    liveblocks.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    liveblocks.add_argument(
+        "--port",
+        type=int,
+        default=LIVEBLOCKS_PORT,
+        help=f"port ({LIVEBLOCKS_PORT}; 0 for a free one)",
+    )
+    liveblocks.add_argument(
+        "--secret",
+        action="append",
+        metavar="SK",
+        help="a secret key sk_..., repeatable (default sk_emulator_secret)",
+    )
+    liveblocks.add_argument(
+        "--max-message-size", type=int, default=1_000_000, metavar="BYTES", help="(1000000)"
+    )
+
+
+def emulate_liveblocks(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C (or SIGTERM); exit 0 when stopped that way."""
+    from .testing.liveblocks import DEFAULT_SECRET, LiveblocksEmulator
+    from .testing.liveblocks.server import bind, instructions, server_for, url_of
+
+    try:
+        emulator = LiveblocksEmulator(
+            args.secret or DEFAULT_SECRET, max_message_size=args.max_message_size
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot emulate Liveblocks: {exc}") from exc
+    server = server_for(emulator)  # raises the one-line error if the extra is missing
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        print(instructions(url_of(sock), emulator), flush=True)
+        with _sigterm_as_interrupt():
+            asyncio.run(server.serve(sockets=[sock]))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    print("Liveblocks emulator stopped", file=sys.stderr, flush=True)
+    return 0
 
 
 def emulate_ably(args: argparse.Namespace) -> int:

@@ -46,10 +46,12 @@ ADAPTERS: dict[str, tuple[str, str, str]] = {
     "pusher": ("realtime_bridge.adapters.pusher", "PusherAdapter", "pusher"),
     "ably": ("realtime_bridge.adapters.ably", "AblyAdapter", "ably"),
     "supabase": ("realtime_bridge.adapters.supabase", "SupabaseAdapter", "supabase"),
+    "nats": ("realtime_bridge.adapters.nats", "NatsAdapter", "nats"),
+    "liveblocks": ("realtime_bridge.adapters.liveblocks", "LiveblocksAdapter", "liveblocks"),
 }
 
 # Schemes whose user part is itself a secret (the password part always is).
-_SECRET_USER_SCHEMES = frozenset({"supabase", "liveblocks"})
+_SECRET_USER_SCHEMES = frozenset({"supabase", "liveblocks", "nats"})
 _MASK = "***"
 # "//user:password@" (the password masked) or "//secret@" (the whole user part masked).
 _CREDENTIALS = re.compile(r"(//(?:[^/@:]*:)?)[^/@]*@")

@@ -44,9 +44,17 @@ if TYPE_CHECKING:
 # soketi (a Pusher-protocol server) for the pusher adapter: ``soketi``, ``fresh_soketi``...;
 # the Ably emulator (or live Ably) for the ably adapter: ``ably_adapter``, ``serve_ably``...;
 # the Supabase emulator (or a live project) for the supabase adapter: ``supabase_adapter``,
-# ``serve_supabase``... Loaded here, the rootdir-level conftest of the tests, so every
-# module can use them.
-pytest_plugins = ["conftest_pusher", "conftest_ably", "conftest_supabase"]
+# ``serve_supabase``...; the Liveblocks emulator (or Liveblocks) for the liveblocks adapter:
+# ``liveblocks_adapter``, ``serve_liveblocks``...; NATS JetStream (the machine's, or a
+# private server) for the nats adapter: ``nats_adapter``, ``running_nats``... Loaded here,
+# the rootdir-level conftest of the tests, so every module can use them.
+pytest_plugins = [
+    "conftest_pusher",
+    "conftest_ably",
+    "conftest_supabase",
+    "conftest_liveblocks",
+    "conftest_nats",
+]
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
@@ -146,6 +154,8 @@ CONTRACT_ADAPTERS = {
     "pusher": "realtime_bridge.adapters.pusher:PusherAdapter",
     "ably": "realtime_bridge.adapters.ably:AblyAdapter",  # fixture in conftest_ably
     "supabase": "realtime_bridge.adapters.supabase:SupabaseAdapter",  # in conftest_supabase
+    "nats": "realtime_bridge.adapters.nats:NatsAdapter",  # fixture in conftest_nats
+    "liveblocks": "realtime_bridge.adapters.liveblocks:LiveblocksAdapter",  # conftest_liveblocks
 }
 
 #: What a ``trait`` mark may name, and what it means.
@@ -172,6 +182,10 @@ ADAPTER_TRAITS: dict[str, frozenset[str]] = {
     "pusher": frozenset({"counts_subscribers"}),  # no history, not idempotent
     "ably": frozenset({"counts_subscribers"}),
     "supabase": frozenset(),  # no history, not idempotent, subscribers unknown
+    # history capped per channel (max_msgs_per_subject), duplicates flagged in the acks,
+    # subscribers are the JetStream consumers of the channel's subject
+    "nats": frozenset({"capped_history", "reports_duplicates", "counts_subscribers"}),
+    "liveblocks": frozenset({"counts_subscribers"}),  # no history, not idempotent
 }
 
 #: (adapter, test function) -> why that contract test fails on that adapter today.

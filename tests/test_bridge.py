@@ -778,7 +778,7 @@ async def test_a_wrong_password_is_authentication_failed_without_the_secret(
 
 def test_configuration_errors_do_not_show_secrets() -> None:
     for url in (
-        f"nats://user:{SECRET}@127.0.0.1:4222",
+        f"mqtt://user:{SECRET}@127.0.0.1:1883",  # an unknown scheme
         f"redis://:{SECRET}@127.0.0.1:6379/0?histroy=5",
         f"redis://:{SECRET}@127.0.0.1:notaport/0",
     ):
@@ -895,7 +895,7 @@ def test_explicit_options_override_settings(clean_env: pytest.MonkeyPatch) -> No
     assert bridge.retry is retry
 
 
-@pytest.mark.parametrize("url", ["nats://127.0.0.1:4222", "localhost:6379", "", "REDIS//x"])
+@pytest.mark.parametrize("url", ["mqtt://127.0.0.1:1883", "localhost:6379", "", "REDIS//x"])
 def test_an_unknown_scheme_names_the_known_ones(url: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         Bridge.from_url(url)

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import pytest
 from conftest_ably import EmulatorControl, live_ably_url
+from conftest_liveblocks import LiveblocksClients, liveblocks_clients_for_suite
+from conftest_nats import NatsClients
 from conftest_supabase import Project, RealtimeClients, live_supabase_url
 from pusher_ws import PusherSocket
 from pydantic import BaseModel
@@ -63,7 +65,9 @@ from realtime_bridge import (
 )
 from realtime_bridge.adapters.ably import AblyAdapter
 from realtime_bridge.adapters.base import Adapter as BaseAdapter
+from realtime_bridge.adapters.liveblocks import LiveblocksAdapter
 from realtime_bridge.adapters.memory import MemoryAdapter
+from realtime_bridge.adapters.nats import NatsAdapter
 from realtime_bridge.adapters.pusher import PusherAdapter
 from realtime_bridge.adapters.redis import RedisAdapter
 from realtime_bridge.adapters.supabase import SupabaseAdapter
@@ -407,6 +411,11 @@ class SupabaseClients(RealtimeClients, Clients):
         return cls.as_browsers(adapter, shared.url, shared.emulator.anon_key)
 
 
+class LiveblocksSuiteClients(LiveblocksClients, Clients):
+    """Browsers in Liveblocks rooms: the emulator's connections, as ``LiveblocksClients``
+    (conftest_liveblocks) says."""
+
+
 @pytest.fixture
 async def clients(adapter: Adapter, request: pytest.FixtureRequest) -> AsyncIterator[Clients]:
     """This adapter's ``Clients``; whatever they left connected is closed afterwards."""
@@ -426,6 +435,10 @@ async def clients(adapter: Adapter, request: pytest.FixtureRequest) -> AsyncIter
         made = AblyClients(adapter, EmulatorControl(request.getfixturevalue("shared_ably").url))
     elif isinstance(adapter, SupabaseAdapter):
         made = SupabaseClients.for_suite(adapter, request)
+    elif isinstance(adapter, LiveblocksAdapter):
+        made = LiveblocksSuiteClients(liveblocks_clients_for_suite(request))
+    elif isinstance(adapter, NatsAdapter):
+        made = NatsClients(adapter, request.getfixturevalue("nats_server"))
     else:
         pytest.skip(f"no client helpers for the {adapter.scheme} adapter yet")
     try:
