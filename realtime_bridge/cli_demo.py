@@ -92,6 +92,11 @@ async def _live(options: DemoOptions, *, duration: float | None, events: int | N
                 await _narrated(demo, writing)
         await demo.settled()
         print(_summary(demo), flush=True)
+        print("\nWhat this run's traffic would cost each month, measured from the outbox as")
+        print(
+            "`realtime-bridge costs` measures staging traffic (a short run makes a shaky month):\n"
+        )
+        print(await demo.cost_comparison(), flush=True)
 
 
 async def _narrated(demo: LiveDemo, writing: Awaitable[object]) -> None:
@@ -108,6 +113,7 @@ async def _narrated(demo: LiveDemo, writing: Awaitable[object]) -> None:
     async def narrate() -> None:
         while True:
             catch_up()
+            demo.count_clients()
             await asyncio.sleep(0.1)
 
     narrator = asyncio.create_task(narrate())
@@ -130,4 +136,7 @@ def _banner(demo: LiveDemo, url: str) -> str:
 
 
 def _summary(demo: LiveDemo) -> str:
-    return f"{len(demo.written)} changes committed, each with its event; all of them published"
+    return (
+        f"{len(demo.written)} changes committed, each with its event; all of them published; "
+        f"at most {demo.peak_clients} browser(s) connected at once"
+    )

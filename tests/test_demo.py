@@ -83,3 +83,5 @@ def test_the_demo_command_needs_only_the_core_dependencies() -> None:
     assert "SQLite outbox -> relay -> memory:// -> gateway -> browser" in done.stdout
     assert done.stdout.count("committed order #") == 4
     assert "4 changes committed" in done.stdout
+    # It ends with what the run's traffic would cost, measured from its outbox.
+    assert "What breaks first:" in done.stdout and "Pusher Channels" in done.stdout

@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, Self
@@ -45,6 +46,7 @@ from ..events import Event
 from ..gateway.app import create_app
 from ..gateway.memory_feed import MemoryFeed
 from ..gateway.server import serve_gateway
+from ..gateway.service import Gateway
 from ..gateway.settings import GatewaySettings
 from ..outbox import Outbox
 from ..outbox.sqlite import SqliteDatabase
@@ -81,6 +83,10 @@ class LiveDemo:
         self.secret = secrets.token_urlsafe(32)
         #: Every event the shop committed, in commit order.
         self.written: list[Event] = []
+        #: When the demo started, and the most browsers it served at once.
+        self.started = datetime.now(UTC)
+        self.peak_clients = 0
+        self._gateways: list[Gateway] = []
         self._scratch: Path | None = None
         self._stack = contextlib.AsyncExitStack()
         self.adapter_url = self._adapter_url()
@@ -171,13 +177,15 @@ class LiveDemo:
             redis_url=SecretStr(self.adapter_url if self.feed is None else "redis://unused"),
         )
         gateway_app = create_app(settings, feed=self.feed)
-        gateway = gateway_app.state.gateway
+        gateway: Gateway = gateway_app.state.gateway
+        self._gateways.append(gateway)
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
             try:
                 yield
             finally:
+                self._gateways.remove(gateway)
                 await gateway.aclose()  # a mounted app's own lifespan does not run
 
         app = Starlette(
@@ -191,6 +199,30 @@ class LiveDemo:
         )
         app.state.gateway = gateway  # what the gateway's server closes first on shutdown
         return app
+
+    def count_clients(self) -> int:
+        """Browsers connected now (and keep the peak, for the cost comparison)."""
+        clients = sum(len(gateway.sessions) for gateway in self._gateways)
+        self.peak_clients = max(self.peak_clients, clients)
+        return clients
+
+    async def cost_comparison(self) -> str:
+        """What each vendor would bill for this run's traffic, measured from the outbox.
+
+        The same path a team takes in staging (``realtime-bridge costs``): the
+        outbox's sent rows, with the browsers the demo served as the fan-out.
+        """
+        from ..costs import Period, Subscribers, estimate, render_summary, traffic_from_outbox
+
+        clients = max(1, self.peak_clients)
+        period = Period(self.started, max(datetime.now(UTC), self.started + timedelta(seconds=1)))
+        traffic = await traffic_from_outbox(
+            self.database_url,
+            period,
+            subscribers=Subscribers.sampled({CHANNEL: clients}, default=1.0),
+            peak_connections=clients,
+        )
+        return render_summary(estimate(traffic))
 
     def serving(self, port: int | None = None) -> contextlib.AbstractAsyncContextManager[str]:
         """Serve the page and the gateway until the block exits; yields the base URL."""
