@@ -55,6 +55,7 @@ SECTIONS = (
     "ably_publish",
     "supabase_publish",
     "outbox",
+    "gateway_sse",
 )
 
 R = TypeVar("R")  # a benchmark's report
