@@ -65,12 +65,13 @@ INTRO = """\
 
 Each section below is written by one benchmark in `bench/` and kept in
 `bench/sections/`. `bench/run` installs the dev environment, makes sure
-PostgreSQL and Redis answer, installs soketi (a Pusher-protocol server),
-runs every benchmark (about ten minutes; the Ably and Supabase ones start
+PostgreSQL, Redis and NATS answer, installs soketi (a Pusher-protocol server),
+runs every benchmark (about fifteen minutes; the Ably and Supabase ones start
 the project's emulator of that vendor in a process of its own) and rebuilds
-this file; `bench/run outbox` (or `redis_publish`, `pusher_publish`,
-`ably_publish`, `supabase_publish`) re-measures one and keeps the others' last
-figures, so each section names its own date and machine.
+this file; `bench/run outbox` (or `redis_publish`, `nats_publish`,
+`pusher_publish`, `ably_publish`, `supabase_publish`, `gateway_sse`)
+re-measures one and keeps the others' last figures, so each section names its
+own date and machine.
 
 Every figure stands beside the peer a Python team would otherwise use,
 measured in the same run, interleaved with ours: absolute numbers move with
