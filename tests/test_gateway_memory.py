@@ -19,8 +19,9 @@ from test_gateway_clients import SECRET, eventually, open_sse, open_ws
 
 from realtime_bridge import Bridge, Event, Member
 from realtime_bridge.adapters.memory import MemoryAdapter
-from realtime_bridge.errors import CapabilityNotSupported, ConfigurationError
+from realtime_bridge.errors import CapabilityNotSupported, ConfigurationError, VendorUnavailable
 from realtime_bridge.gateway import GatewaySettings, MemoryFeed, serve_gateway
+from realtime_bridge.gateway.entries import Page
 
 CHANNEL = "orders.7"
 
@@ -182,3 +183,42 @@ async def test_catch_up_pages_come_from_the_memory_stream() -> None:
                 body = page.json()
                 assert [e["event"]["data"]["n"] for e in body["events"]] == [3, 4]
                 assert body["has_more"] is True
+
+
+class FailingReader:
+    """A store that cannot be read: what a Redis outage looks like to a session."""
+
+    async def after(self, channel: str, cursor: str | None, limit: int) -> Page:
+        raise VendorUnavailable("the store is down", adapter="test")
+
+    async def latest(self, channel: str, limit: int) -> Page:
+        raise VendorUnavailable("the store is down", adapter="test")
+
+
+async def test_an_sse_stream_that_cannot_read_its_channels_says_so_before_ending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adapter = memory()
+    feed = MemoryFeed(adapter)
+    feed.reader = FailingReader()  # type: ignore[assignment]
+    token = adapter.authorize(CHANNEL)["token"]
+    async with serve_gateway(settings(), feed=feed) as url, open_sse(url, token, ready=False) as s:
+        events = await s.rest()
+    unavailable = [event for event in events if event.name == "unavailable"]
+    assert [event.json()["error"] for event in unavailable] == ["redis_unavailable"]
+    assert "could not be read: test: the store is down" in caplog.text
+
+
+async def test_a_websocket_that_cannot_read_its_channel_is_closed_1013_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    adapter = memory()
+    feed = MemoryFeed(adapter)
+    feed.reader = FailingReader()  # type: ignore[assignment]
+    token = adapter.authorize(CHANNEL)["token"]
+    async with serve_gateway(settings(), feed=feed) as url, open_ws(url, token) as ws:
+        await ws.send(type="subscribe", channel=CHANNEL)
+        error = await ws.recv()
+        assert (error["type"], error["error"]) == ("error", "redis_unavailable")
+        assert (await ws.closed())[0] == 1013
+    assert "a WebSocket closed, the channels could not be read" in caplog.text

@@ -191,8 +191,11 @@ class _Stream:
         except _Gone:
             pass
         except VendorUnavailable as exc:
-            log.warning("gateway: an SSE stream ended: %s", exc)
+            # Say why before ending: the client reconnects (after ``retry``) either way,
+            # but a page, and whoever reads its logs, can tell an outage from a restart.
+            log.warning("gateway: an SSE stream ended, the channels could not be read: %s", exc)
             with contextlib.suppress(_Gone):
+                await self._write(self._named("unavailable", problem_of(exc).json()))
                 await self._finish()
         finally:
             if self._watchdog is not None:

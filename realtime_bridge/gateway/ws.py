@@ -178,7 +178,10 @@ class _Connection:
                 await self._send('{"type":"pong"}')
             else:
                 raise ValueError(f"unknown message type {str(kind)[:40]!r}")
-        except (TokenRejected, VendorUnavailable, InvalidEvent, ValueError) as exc:
+        except VendorUnavailable as exc:
+            log.warning("gateway: a WebSocket closed, the channels could not be read: %s", exc)
+            raise _Refused(problem_of(exc)) from None
+        except (TokenRejected, InvalidEvent, ValueError) as exc:
             raise _Refused(problem_of(exc)) from None
 
     async def _subscribe(self, session: Session[Any], body: dict[str, Any]) -> None:
