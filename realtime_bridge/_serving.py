@@ -130,6 +130,22 @@ async def serving(server: Any, sock: socket.socket, *, what: str, where: str) ->
             sock.close()
 
 
+async def serve_announced(server: Any, sock: socket.socket, announce: str) -> None:
+    """Serve on ``sock`` until the server stops; print ``announce`` once it accepts connections.
+
+    Printing before uvicorn listens would let a client that reads the line
+    (a script, a test) connect too early and be refused.
+    """
+    serving_task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving_task.done():
+            break  # it could not start: its error is raised below
+        await asyncio.sleep(0.01)
+    else:
+        print(announce, flush=True)
+    await serving_task
+
+
 class _Emulator(Protocol):
     """An emulator: anything with the ASGI ``app`` to serve (built on first use)."""
 

@@ -23,7 +23,7 @@ from .adapters.base import Adapter, Capability, HistoryPage, Member, Occupancy, 
 from .errors import CircuitOpen, DeliveryFailed, InvalidEvent, RealtimeBridgeError, TransientError
 from .events import Event, validate_channel
 from .metering import AdapterStats, Meter
-from .retry import CircuitBreaker, RetryPolicy
+from .retry import BreakerState, CircuitBreaker, RetryPolicy
 from .settings import BridgeSettings, adapter_from_url
 from .shadows import ShadowLane
 from .webhooks import WebhookEvent
@@ -170,6 +170,16 @@ class Bridge:
 
     def _routes(self) -> list[_Route]:
         return [self._primary, *self._fallbacks, *self._shadows]
+
+    def accepting(self) -> bool:
+        """Whether a publish could reach an adapter now: some route's breaker is not open.
+
+        A relay whose batch every breaker refused asks this before claiming
+        again, so it waits for a breaker (on the Bridge's own clock) instead of
+        claiming rows that would only be refused.
+        """
+        routes = [self._primary, *self._fallbacks]
+        return any(route.breaker.state is not BreakerState.OPEN for route in routes)
 
     def stats(self) -> dict[str, dict[str, object]]:
         """Per-adapter counters: calls, failures, events, bytes, latency percentiles."""

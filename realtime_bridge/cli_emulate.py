@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from ._serving import bind, serve_announced, url_of
 from .errors import ConfigurationError
 
 __all__ = ["add_emulate_commands"]
@@ -122,7 +123,7 @@ def _add_liveblocks(vendors: Any, add: Callable[..., argparse.ArgumentParser]) -
 def emulate_liveblocks(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C (or SIGTERM); exit 0 when stopped that way."""
     from .testing.liveblocks import DEFAULT_SECRET, LiveblocksEmulator
-    from .testing.liveblocks.server import bind, instructions, server_for, url_of
+    from .testing.liveblocks.server import instructions, server_for
 
     try:
         emulator = LiveblocksEmulator(
@@ -131,28 +132,15 @@ def emulate_liveblocks(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigurationError(f"cannot emulate Liveblocks: {exc}") from exc
     server = server_for(emulator)  # raises the one-line error if the extra is missing
-    try:
-        sock = bind(args.host, args.port)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
-        ) from exc
-    try:
-        print(instructions(url_of(sock), emulator), flush=True)
-        with _sigterm_as_interrupt():
-            asyncio.run(server.serve(sockets=[sock]))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sock.close()
-    print("Liveblocks emulator stopped", file=sys.stderr, flush=True)
-    return 0
+    return _serve_until_stopped(
+        server, args.host, args.port, lambda url: instructions(url, emulator), "Liveblocks"
+    )
 
 
 def emulate_ably(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C (or SIGTERM); exit 0 when stopped that way."""
     from .testing.ably import DEFAULT_KEY, AblyEmulator
-    from .testing.ably.server import bind, server_for, url_of
+    from .testing.ably.server import server_for
 
     emulator = AblyEmulator(
         args.key or DEFAULT_KEY,
@@ -161,28 +149,19 @@ def emulate_ably(args: argparse.Namespace) -> int:
         retention=args.retention,
     )
     server = server_for(emulator)  # raises the one-line error if the extra is missing
-    try:
-        sock = bind(args.host, args.port)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
-        ) from exc
-    try:
-        print(instructions(url_of(sock), emulator.key, args.allow_basic_over_http), flush=True)
-        with _sigterm_as_interrupt():
-            asyncio.run(server.serve(sockets=[sock]))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sock.close()
-    print("Ably emulator stopped", file=sys.stderr, flush=True)
-    return 0
+    return _serve_until_stopped(
+        server,
+        args.host,
+        args.port,
+        lambda url: instructions(url, emulator.key, args.allow_basic_over_http),
+        "Ably",
+    )
 
 
 def emulate_supabase(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C (or SIGTERM); exit 0 when stopped that way."""
     from .testing.supabase import DEFAULT_JWT_SECRET, SupabaseEmulator
-    from .testing.supabase.server import bind, server_for, url_of
+    from .testing.supabase.server import server_for
 
     try:
         emulator = SupabaseEmulator(
@@ -193,21 +172,27 @@ def emulate_supabase(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigurationError(f"cannot emulate Supabase: {exc}") from exc
     server = server_for(emulator)  # raises the one-line error if the extra is missing
+    return _serve_until_stopped(
+        server, args.host, args.port, lambda url: supabase_instructions(url, emulator), "Supabase"
+    )
+
+
+def _serve_until_stopped(
+    server: Any, host: str, port: int, banner: Callable[[str], str], vendor: str
+) -> int:
+    """Serve ``server`` on ``host:port`` until Ctrl-C or SIGTERM, then say so; exit code 0."""
     try:
-        sock = bind(args.host, args.port)
+        sock = bind(host, port)
     except OSError as exc:
-        raise ConfigurationError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
-        ) from exc
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     try:
-        print(supabase_instructions(url_of(sock), emulator), flush=True)
         with _sigterm_as_interrupt():
-            asyncio.run(server.serve(sockets=[sock]))
+            asyncio.run(serve_announced(server, sock, banner(url_of(sock))))
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
-    print("Supabase emulator stopped", file=sys.stderr, flush=True)
+    print(f"{vendor} emulator stopped", file=sys.stderr, flush=True)
     return 0
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import SecretStr
 
+from ._serving import serve_announced
 from .cli_emulate import _sigterm_as_interrupt
 from .errors import ConfigurationError
 
@@ -63,18 +63,6 @@ def add_gateway_commands(commands: Any, add: Callable[..., argparse.ArgumentPars
     )
 
 
-async def _serve_announced(server: Any, sock: socket.socket, announce: str) -> None:
-    """Serve on ``sock``; print ``announce`` once the server accepts connections, not before."""
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if serving.done():
-            break  # it could not start: its error is raised below
-        await asyncio.sleep(0.01)
-    else:
-        print(announce, flush=True)
-    await serving
-
-
 def run_gateway(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C (or SIGTERM); exit 0 when stopped that way."""
     try:
@@ -109,7 +97,7 @@ def run_gateway(args: argparse.Namespace) -> int:
     )
     try:
         with _sigterm_as_interrupt():
-            asyncio.run(_serve_announced(server, sock, announce))
+            asyncio.run(serve_announced(server, sock, announce))
     except KeyboardInterrupt:
         pass
     finally:

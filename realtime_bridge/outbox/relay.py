@@ -143,6 +143,8 @@ class Relay:
         self._next: list[OutboxRow] | None = None
         #: Channels whose rows were just put back: their rows in ``_next`` must wait.
         self._held: set[str] = set()
+        #: Every circuit breaker refused the last batch: claim nothing until one lets calls by.
+        self._breakers_open = False
 
     # -- one cycle ----------------------------------------------------------------
 
@@ -157,6 +159,10 @@ class Relay:
         if self._vendor_wait() > 0:
             self._next = None  # a vendor's Retry-After is running: the rows stay pending
             return 0
+        if self._breakers_open:  # every breaker refused the last batch: wait for one
+            if not self.bridge.accepting():
+                return 0
+            self._breakers_open = False
         try:
             claimed = await self._next_batch()
             rows = [row for row in claimed if row.channel not in self._held]
@@ -251,7 +257,7 @@ class Relay:
 
     def _refused(self, rows: Sequence[OutboxRow], wait: float) -> None:
         """Leave the rows pending, untouched, and claim nothing until a breaker lets calls by."""
-        self._vendor_ready_at = max(self._vendor_ready_at, time.monotonic() + wait)
+        self._breakers_open = True
         self._next = None  # numbered after these unrecorded rows: it must be claimed afresh
         self.stats.refused += 1
         logger.warning(
