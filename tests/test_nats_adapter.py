@@ -16,6 +16,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 
 import nats
 import nats.js.errors
@@ -249,6 +250,27 @@ async def test_each_channel_is_one_subject_with_the_event_id_as_msg_id(
     assert stored.headers is not None and stored.headers["Nats-Msg-Id"] == event.id
     assert stored.data is not None and Event.decode(stored.data) == event
     assert [e.id for e in await nats_adapter.history(channel)] == [event.id]
+
+
+async def test_history_since_reads_from_the_servers_time_on(
+    nats_server: str, nats_adapter: NatsAdapter
+) -> None:
+    first, second, third = ev("orders.7", 1), ev("orders.7", 2), ev("orders.7", 3)
+    await nats_adapter.publish([first, second])
+    subject = f"{nats_adapter.names.prefix}.{encode_token('orders.7')}"
+    async with connected(nats_server) as js:
+        stored = await js.get_last_msg(nats_adapter.names.stream, subject)
+    assert stored.time is not None  # when JetStream stored ``second``, by the server's clock
+    await nats_adapter.publish([third, ev("orders.8", 4)])
+
+    page = await nats_adapter.history_since("orders.7", stored.time)
+    assert ([e.id for e in page], page.has_more) == ([second.id, third.id], False)
+    page = await nats_adapter.history_since("orders.7", stored.time, limit=1)
+    assert ([e.id for e in page], page.has_more) == ([second.id], True)
+    later = stored.time + timedelta(days=1)
+    assert list(await nats_adapter.history_since("orders.7", later)) == []
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await nats_adapter.history_since("orders.7", datetime(2026, 1, 1))
 
 
 async def test_duplicates_are_dropped_by_id_across_connections(

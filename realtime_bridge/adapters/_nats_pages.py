@@ -20,7 +20,7 @@ from ._nats_reader import Reading, Stored
 from ._nats_subjects import decode_token
 from .base import Member
 
-__all__ = ["MSG_ID", "Outcome", "live_member", "read_page"]
+__all__ = ["MSG_ID", "Outcome", "live_member", "read_first", "read_page"]
 
 log = logging.getLogger("realtime_bridge.nats")
 
@@ -68,6 +68,14 @@ async def _after(found: Reading, cursor: str, limit: int) -> Outcome:
             break
     else:
         return None
+    page: list[Stored] = []
+    while len(page) <= limit and (stored := await found.next()) is not None:
+        page.append(stored)
+    return page[:limit], len(page) > limit
+
+
+async def read_first(found: Reading, limit: int) -> tuple[list[Stored], bool]:
+    """The first ``limit`` messages of a reading (which starts where it was asked to)."""
     page: list[Stored] = []
     while len(page) <= limit and (stored := await found.next()) is not None:
         page.append(stored)

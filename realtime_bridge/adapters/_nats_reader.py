@@ -114,12 +114,20 @@ async def reading(
     *,
     request_timeout: float,
     last_per_subject: bool = False,
+    since: datetime | None = None,
 ) -> AsyncIterator[Reading]:
-    """A ``Reading`` of what ``stream`` keeps on ``subject`` (the newest per subject, if asked)."""
+    """A ``Reading`` of what ``stream`` keeps on ``subject``: all of it, the newest per
+    subject (``last_per_subject``), or what was stored at or after ``since`` (server time)."""
+    policy = DeliverPolicy.ALL
+    if last_per_subject:
+        policy = DeliverPolicy.LAST_PER_SUBJECT
+    elif since is not None:
+        policy = DeliverPolicy.BY_START_TIME
     config = ConsumerConfig(
         description=READER_DESCRIPTION,
         filter_subject=subject,
-        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT if last_per_subject else DeliverPolicy.ALL,
+        deliver_policy=policy,
+        opt_start_time=since,
         ack_policy=AckPolicy.NONE,
         inactive_threshold=max(5.0, 2 * request_timeout),
         mem_storage=True,

@@ -35,6 +35,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult, urlsplit
 
@@ -48,7 +49,7 @@ from ..events import Event
 from ..settings import redact_url
 from ._nats_acks import Acks
 from ._nats_errors import api_error, mapped_errors
-from ._nats_pages import MSG_ID, live_member, read_page
+from ._nats_pages import MSG_ID, live_member, read_first, read_page
 from ._nats_reader import READER_DESCRIPTION, reading
 from ._nats_setup import StreamPlan, connect, prepare
 from ._nats_subjects import NatsNames, check_name, check_prefix, subject_matches
@@ -331,6 +332,31 @@ class NatsAdapter(Adapter):
                 adapter=self.name,
             )
         page, has_more = outcome
+        return HistoryPage(tuple(Event.decode(stored.data) for stored in page), has_more=has_more)
+
+    async def history_since(self, channel: str, since: datetime, *, limit: int = 50) -> HistoryPage:
+        """The channel's kept events stored at or after ``since``, oldest first.
+
+        Time is the NATS server's (when JetStream stored each event), so a
+        client's clock skew cannot reorder or skip anything. ``since`` must be
+        timezone-aware. Page on with ``history(channel, after=<last id>)``.
+        """
+        if since.tzinfo is None:
+            raise ValueError("history_since needs a timezone-aware datetime (e.g. in UTC)")
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        link = await self._ready()
+        subject = self.names.subject(channel)
+        with mapped_errors(self.name, f"reading the history of {channel}"):
+            async with reading(
+                link.nc,
+                link.js,
+                self.names.stream,
+                subject,
+                request_timeout=self._timeout,
+                since=since,
+            ) as found:
+                page, has_more = await read_first(found, limit)
         return HistoryPage(tuple(Event.decode(stored.data) for stored in page), has_more=has_more)
 
     # -- presence and occupancy ------------------------------------------------------------
