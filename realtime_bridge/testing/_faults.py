@@ -1,8 +1,9 @@
 """What the vendor emulators' fault injection shares: the queue of pending failures, the
 checks on ``fail_next``'s arguments, and the record of requests.
 
-Each emulator keeps its own ``Fault`` (the error body its vendor would send);
-the queue does not care what a fault says, only which requests it matches.
+Each emulator's ``Fault`` extends ``PathFault`` with the error body its vendor
+would send; the queue does not care what a fault says, only which requests it
+matches.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["FaultQueue", "LoggedRequest", "check_fail_next", "retry_after_header"]
+__all__ = ["FaultQueue", "LoggedRequest", "PathFault", "check_fail_next", "retry_after_header"]
 
 
 class _Fault(Protocol):
@@ -46,6 +47,23 @@ def retry_after_header(seconds: float | None) -> dict[str, str]:
     if seconds is None:
         return {}
     return {"Retry-After": str(int(seconds)) if seconds == int(seconds) else str(seconds)}
+
+
+@dataclass(frozen=True)
+class PathFault:
+    """One injected failure: its status and message, for the requests it matches."""
+
+    status: int
+    message: str
+    retry_after: float | None = None
+    path: str | None = None  # only requests whose path starts with this
+    applied: bool = False  # the request still takes effect; only its answer is lost
+
+    def matches(self, path: str) -> bool:
+        return self.path is None or path.startswith(self.path)
+
+    def headers(self) -> dict[str, str]:
+        return retry_after_header(self.retry_after)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._faults import FaultQueue, LoggedRequest, check_fail_next, retry_after_header
+from .._faults import FaultQueue, LoggedRequest, PathFault, check_fail_next
 from .errors import LiveblocksApiError
 
 __all__ = ["Fault", "Faults", "LoggedRequest"]
@@ -20,23 +20,14 @@ _CODES = {
 }
 
 
-@dataclass(frozen=True)
-class Fault:
+@dataclass(frozen=True, kw_only=True)
+class Fault(PathFault):
     """One injected failure: the Liveblocks-shaped error a request gets instead of its answer."""
 
-    status: int
     code: str
-    message: str
-    retry_after: float | None = None
-    path: str | None = None  # only requests whose path starts with this
-    applied: bool = False  # the request still takes effect; only its answer is lost
-
-    def matches(self, path: str) -> bool:
-        return self.path is None or path.startswith(self.path)
 
     def error(self) -> LiveblocksApiError:
-        headers = retry_after_header(self.retry_after)
-        return LiveblocksApiError(self.status, self.code, self.message, headers=headers)
+        return LiveblocksApiError(self.status, self.code, self.message, headers=self.headers())
 
 
 class Faults(FaultQueue[Fault]):

@@ -5,26 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .._faults import FaultQueue, LoggedRequest, check_fail_next, retry_after_header
+from .._faults import FaultQueue, LoggedRequest, PathFault, check_fail_next
 
 __all__ = ["Fault", "Faults", "LoggedRequest"]
 
 
 @dataclass(frozen=True)
-class Fault:
+class Fault(PathFault):
     """One injected failure: the status and ``{"message": ...}`` a request gets instead."""
-
-    status: int
-    message: str
-    retry_after: float | None = None
-    path: str | None = None  # only requests whose path starts with this
-    applied: bool = False  # the request still takes effect; only its answer is lost
-
-    def matches(self, path: str) -> bool:
-        return self.path is None or path.startswith(self.path)
-
-    def headers(self) -> dict[str, str]:
-        return retry_after_header(self.retry_after)
 
     def body(self) -> dict[str, Any]:
         return {"message": self.message}
