@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
+from namespaced_transport import NamespacingTransport
 from threaded_server import ThreadServed
 
 from realtime_bridge.adapters.ably import AblyAdapter
@@ -136,46 +137,24 @@ class EmulatorControl:
 # -- real Ably: each test's channels under a namespace of their own -----------------------
 
 
-class ChannelNamespace(httpx.AsyncBaseTransport):
-    """httpx's network transport, putting every channel named on the wire under ``prefix``.
+class ChannelNamespace(NamespacingTransport):
+    """Ably's channels under ``prefix``: ``/channels/{channel}/...`` paths and the
+    ``channels`` of a batch ``POST /messages``. Real Ably keeps history (two minutes at
+    least) and presence across test runs."""
 
-    Real Ably keeps history (two minutes at least) and presence across test runs, and
-    the contract suite reuses channel names (``orders.1``) from test to test: each
-    test's adapter gets a fresh prefix, so it sees only its own channels. Only the
-    request is rewritten (``/channels/{channel}/...`` paths and batch ``channels``);
-    the adapter, its envelopes (which keep the event's own channel) and what it makes
-    of the answers are untouched.
-    """
+    def __init__(self, prefix: str, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(prefix, root=b"/channels/", inner=inner)
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.inner = httpx.AsyncHTTPTransport()
-
-    def _named(self, channel: str) -> str:
-        return self.prefix + channel
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raw_path, _, query = request.url.raw_path.partition(b"?")
-        content = await request.aread()
-        if raw_path.startswith(b"/channels/"):
-            raw_path = b"/channels/" + quote(self.prefix, safe="").encode() + raw_path[10:]
-        elif raw_path == b"/messages" and request.method == "POST":
-            specs = json.loads(content)
-            for spec in specs if isinstance(specs, list) else [specs]:
-                named = spec["channels"]
-                spec["channels"] = (
-                    self._named(named) if isinstance(named, str) else list(map(self._named, named))
-                )
-            content = json.dumps(specs).encode()
-        headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
-        url = request.url.copy_with(raw_path=raw_path + (b"?" + query if query else b""))
-        rewritten = httpx.Request(
-            request.method, url, headers=headers, content=content, extensions=request.extensions
-        )
-        return await self.inner.handle_async_request(rewritten)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def rewrite_body(self, method: str, path: bytes, content: bytes) -> bytes:
+        if path != b"/messages" or method != "POST":
+            return content
+        specs = json.loads(content)
+        for spec in specs if isinstance(specs, list) else [specs]:
+            named = spec["channels"]
+            spec["channels"] = (
+                self.named(named) if isinstance(named, str) else list(map(self.named, named))
+            )
+        return json.dumps(specs).encode()
 
 
 # -- the contract suite's adapter -----------------------------------------------------------

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
+from namespaced_transport import NamespacingTransport
 from threaded_server import ThreadServed
 
 from realtime_bridge import Event, Member
@@ -246,32 +247,12 @@ def liveblocks_clients_for_suite(request: pytest.FixtureRequest) -> EmulatorCont
 # -- real Liveblocks: each test's rooms under a prefix of their own --------------------------------
 
 
-class RoomNamespace(httpx.AsyncBaseTransport):
-    """httpx's network transport, putting every room named in a path under ``prefix``.
+class RoomNamespace(NamespacingTransport):
+    """Liveblocks' rooms under ``prefix`` (``/v2/rooms/{room}/...``): rooms Liveblocks
+    creates outlive a run."""
 
-    The contract suite reuses room names from test to test, and rooms Liveblocks creates
-    outlive a run: each test's adapter gets a fresh prefix, so it sees only its own rooms.
-    Only the request path is rewritten; the adapter and its envelopes are untouched.
-    """
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.inner = httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raw_path, _, query = request.url.raw_path.partition(b"?")
-        if raw_path.startswith(b"/v2/rooms/"):
-            raw_path = b"/v2/rooms/" + quote(self.prefix, safe="").encode() + raw_path[10:]
-        url = request.url.copy_with(raw_path=raw_path + (b"?" + query if query else b""))
-        content = await request.aread()
-        headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
-        rewritten = httpx.Request(
-            request.method, url, headers=headers, content=content, extensions=request.extensions
-        )
-        return await self.inner.handle_async_request(rewritten)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def __init__(self, prefix: str, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(prefix, root=b"/v2/rooms/", inner=inner)
 
 
 # -- the contract suite's adapter -----------------------------------------------------------
