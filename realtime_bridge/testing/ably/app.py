@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .._routes import Route as BaseRoute
+from .._routes import find_route
 from .auth import Credentials
 from .control import PREFIX, control
 from .errors import AblyError
@@ -75,24 +77,12 @@ Handler = Callable[[Call], Awaitable[Reply]]
 
 
 @dataclass(frozen=True)
-class Route:
-    method: str
-    template: str
-    handler: str
+class Route(BaseRoute):
     auth: bool = True
 
-    def match(self, segments: Sequence[str]) -> dict[str, str] | None:
-        parts = self.template.split("/")[1:]
-        if len(parts) != len(segments):
-            return None
-        params: dict[str, str] = {}
-        for part, segment in zip(parts, segments, strict=True):
-            if part.startswith("{"):
-                decode = unquote_plus if part == "{channel}" else unquote
-                params[part[1:-1]] = decode(segment)
-            elif part != segment:
-                return None
-        return params
+    def decode(self, name: str, segment: str) -> str:
+        # Ably's SDKs encode a channel's spaces as "+" in paths.
+        return unquote_plus(segment) if name == "channel" else unquote(segment)
 
 
 ROUTES = (
@@ -135,7 +125,7 @@ class EmulatorApp:
         if faults.latency > 0:
             await asyncio.sleep(faults.latency)
         fault = faults.take(path)
-        route, params = _route(request.method, path)
+        route, params = find_route(ROUTES, request.method, path)
         try:
             if fault is not None and not fault.applied:
                 raise fault.error()
@@ -306,20 +296,6 @@ class EmulatorApp:
 
 
 # -- routing, parameters, bodies ------------------------------------------------------------
-
-
-def _route(method: str, path: str) -> tuple[Route | None, dict[str, str] | None]:
-    """The route for ``path`` (another method's if only the method is wrong) and its params."""
-    segments = path.split("/")[1:]
-    other = None
-    for route in ROUTES:
-        params = route.match(segments)
-        if params is None:
-            continue
-        if route.method == method:
-            return route, params
-        other = route
-    return other, None
 
 
 def _no_route(method: str, path: str, route: Route | None) -> AblyError:

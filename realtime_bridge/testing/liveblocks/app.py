@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .._routes import Route, find_route
 from .control import PREFIX, control
 from .errors import LiveblocksApiError, invalid
 from .faults import LoggedRequest
@@ -35,25 +35,6 @@ __all__ = ["EmulatorApp", "raw_path"]
 log = logging.getLogger("realtime_bridge.testing.liveblocks")
 
 MAX_ROOMS_PAGE = 100
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    template: str
-    handler: str
-
-    def match(self, segments: Sequence[str]) -> dict[str, str] | None:
-        parts = self.template.split("/")[1:]
-        if len(parts) != len(segments):
-            return None
-        params: dict[str, str] = {}
-        for part, segment in zip(parts, segments, strict=True):
-            if part.startswith("{"):
-                params[part[1:-1]] = unquote(segment)
-            elif part != segment:
-                return None
-        return params
 
 
 ROUTES = (
@@ -117,7 +98,7 @@ class EmulatorApp:
         if faults.latency > 0:
             await asyncio.sleep(faults.latency)
         fault = faults.take(path)
-        route, params = _route(request.method, path)
+        route, params = find_route(ROUTES, request.method, path)
         try:
             if fault is not None and not fault.applied:
                 raise fault.error()
@@ -205,20 +186,6 @@ class EmulatorApp:
 
 
 # -- routing and bodies ----------------------------------------------------------------------------
-
-
-def _route(method: str, path: str) -> tuple[Route | None, dict[str, str] | None]:
-    """The route for ``path`` (another method's if only the method is wrong) and its params."""
-    segments = path.split("/")[1:]
-    other = None
-    for route in ROUTES:
-        params = route.match(segments)
-        if params is None:
-            continue
-        if route.method == method:
-            return route, params
-        other = route
-    return other, None
 
 
 def _no_route(method: str, path: str, route: Route | None) -> LiveblocksApiError:
