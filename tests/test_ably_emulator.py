@@ -17,10 +17,6 @@ import hashlib
 import hmac
 import json
 import re
-import select
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -31,8 +27,6 @@ import pytest
 from ably import AblyAuthException, AblyException, AblyRest
 from ably.types.message import Message
 
-from realtime_bridge.cli import main
-from realtime_bridge.errors import ConfigurationError
 from realtime_bridge.testing.ably import AblyEmulator, ManualClock, serve
 
 KEY = "emulator.key:secret"
@@ -784,73 +778,3 @@ def test_python_api_refuses_nonsense() -> None:
         emulator.fail_next(1, status=200)
     with pytest.raises(ValueError):
         emulator.latency = -1
-
-
-async def test_a_missing_extra_is_a_one_line_configuration_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delitem(sys.modules, "realtime_bridge.testing.ably.app", raising=False)
-    monkeypatch.setitem(sys.modules, "starlette.requests", None)
-    with pytest.raises(ConfigurationError, match=r"pip install 'realtime-bridge\[emulator\]'"):
-        AblyEmulator().app  # noqa: B018
-    monkeypatch.setitem(sys.modules, "uvicorn", None)
-    with pytest.raises(ConfigurationError, match="uvicorn"):
-        async with serve(AblyEmulator()):
-            pass
-
-
-# -- the CLI --------------------------------------------------------------------------------------
-
-
-def test_importing_needs_no_extra() -> None:
-    code = (
-        "import sys; import realtime_bridge.testing, realtime_bridge.testing.ably, "
-        "realtime_bridge.cli; from realtime_bridge.testing.ably import AblyEmulator; "
-        "AblyEmulator().enter_presence('r', 'a'); "
-        "assert not {'starlette', 'uvicorn'} & set(sys.modules), sorted(sys.modules)"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-def test_cli_emulate_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["emulate", "ably", "--help"]) == 0
-    assert "--key NAME:SECRET" in capsys.readouterr().out
-
-
-def test_cli_emulate_refuses_a_bad_key(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["emulate", "ably", "--key", "nope", "--port", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("realtime-bridge: error: ")
-    assert "appId.keyId:secret" in err
-
-
-def test_cli_emulate_without_the_extra(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "uvicorn", None)
-    assert main(["emulate", "ably", "--port", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "realtime-bridge[emulator]" in err
-
-
-def test_cli_emulate_serves_until_interrupted() -> None:
-    command = [sys.executable, "-m", "realtime_bridge.cli", "emulate", "ably", "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 20)
-        assert ready, "the emulator printed nothing"
-        first = process.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+", first)
-        assert url, first
-        printed = first + process.stdout.readline() + process.stdout.readline()
-        assert httpx.get(url[0] + "/time", timeout=10).status_code == 200
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
-    assert "REALTIME_BRIDGE_URL='ably://emulator.key:secret@127.0.0.1:" in printed + out
-    assert "stopped" in err and "Traceback" not in err

@@ -14,11 +14,6 @@ control API) is checked with plain httpx against the ASGI app.
 from __future__ import annotations
 
 import asyncio
-import re
-import select
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,8 +25,6 @@ from liveblocks.models.create_room_request_body import CreateRoomRequestBody
 from liveblocks.models.identify_user_request_body import IdentifyUserRequestBody
 from liveblocks.models.update_room_request_body import UpdateRoomRequestBody
 
-from realtime_bridge.cli import main
-from realtime_bridge.errors import ConfigurationError
 from realtime_bridge.testing.liveblocks import (
     DEFAULT_SECRET,
     LiveblocksEmulator,
@@ -458,65 +451,3 @@ def test_python_api_refuses_nonsense() -> None:
             bad()
     with pytest.raises(ValueError):
         emulator.latency = -1
-
-
-async def test_a_missing_extra_is_a_one_line_configuration_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delitem(sys.modules, "realtime_bridge.testing.liveblocks.app", raising=False)
-    monkeypatch.setitem(sys.modules, "starlette.requests", None)
-    with pytest.raises(ConfigurationError, match=r"pip install 'realtime-bridge\[emulator\]'"):
-        LiveblocksEmulator().app  # noqa: B018
-    monkeypatch.setitem(sys.modules, "uvicorn", None)
-    with pytest.raises(ConfigurationError, match="uvicorn"):
-        async with serve(LiveblocksEmulator()):
-            pass
-
-
-# -- the CLI --------------------------------------------------------------------------------------
-
-
-def test_importing_needs_no_extra() -> None:
-    code = (
-        "import sys; import realtime_bridge.testing.liveblocks, realtime_bridge.cli; "
-        "from realtime_bridge.testing.liveblocks import LiveblocksEmulator; "
-        "LiveblocksEmulator().connect('r', 'a'); "
-        "assert not {'starlette', 'uvicorn'} & set(sys.modules), sorted(sys.modules)"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-def test_cli_emulate_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["emulate", "liveblocks", "--help"]) == 0
-    assert "--secret SK" in capsys.readouterr().out
-
-
-def test_cli_emulate_refuses_a_bad_secret(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["emulate", "liveblocks", "--secret", "nope", "--port", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("realtime-bridge: error: ")
-    assert "starts with 'sk_'" in err
-
-
-def test_cli_emulate_serves_until_interrupted() -> None:
-    command = [sys.executable, "-m", "realtime_bridge.cli", "emulate", "liveblocks", "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 20)
-        assert ready, "the emulator printed nothing"
-        first = process.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+", first)
-        assert url, first
-        printed = first + process.stdout.readline() + process.stdout.readline()
-        with Liveblocks(secret=SECRET, base_url=url[0]) as client:
-            assert client.get_rooms().data == []
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
-    assert f"REALTIME_BRIDGE_URL='liveblocks://{SECRET}@127.0.0.1:" in printed + out
-    assert "stopped" in err and "Traceback" not in err

@@ -14,11 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
-import select
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -32,8 +27,6 @@ from realtime._async.channel import AsyncRealtimeChannel
 from realtime.exceptions import RealtimeHTTPError
 from realtime.types import RealtimeAcknowledgementStatus
 
-from realtime_bridge.cli import main
-from realtime_bridge.errors import ConfigurationError
 from realtime_bridge.testing.supabase import (
     DEFAULT_JWT_SECRET,
     ManualClock,
@@ -854,70 +847,3 @@ async def test_control_api(emulator: SupabaseEmulator) -> None:
         await http.post("/_emulator/reset")
         assert not emulator.broadcasts() and emulator.policies  # policies are kept
         assert (await http.post("/_emulator/policies", json={})).status_code == 400
-
-
-async def test_a_missing_extra_is_a_one_line_configuration_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delitem(sys.modules, "realtime_bridge.testing.supabase.app", raising=False)
-    monkeypatch.setitem(sys.modules, "starlette.requests", None)
-    with pytest.raises(ConfigurationError, match=r"pip install 'realtime-bridge\[emulator\]'"):
-        SupabaseEmulator().app  # noqa: B018
-    monkeypatch.setitem(sys.modules, "uvicorn", None)
-    with pytest.raises(ConfigurationError, match="Supabase emulator needs uvicorn"):
-        async with serve(SupabaseEmulator()):
-            pass
-
-
-# -- the CLI ----------------------------------------------------------------------------------
-
-
-def test_importing_needs_no_extra() -> None:
-    code = (
-        "import sys; import realtime_bridge.testing.supabase, realtime_bridge.cli; "
-        "from realtime_bridge.testing.supabase import SupabaseEmulator; "
-        "e = SupabaseEmulator(); e.allow('r'); e.verify(e.anon_key); "
-        "assert not {'starlette', 'uvicorn'} & set(sys.modules), sorted(sys.modules)"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-def test_cli_emulate_supabase_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["emulate", "supabase", "--help"]) == 0
-    assert "--jwt-secret SECRET" in capsys.readouterr().out
-
-
-def test_cli_emulate_supabase_refuses_a_short_secret(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["emulate", "supabase", "--jwt-secret", "short", "--port", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "32 characters" in err
-
-
-def test_cli_emulate_supabase_serves_until_interrupted() -> None:
-    command = [sys.executable, "-m", "realtime_bridge.cli", "emulate", "supabase", "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 20)
-        assert ready, "the emulator printed nothing"
-        printed = "".join(process.stdout.readline() for _ in range(6))
-        url = re.search(r"http://127\.0\.0\.1:(\d+)", printed)
-        assert url, printed
-        line = re.search(
-            r"REALTIME_BRIDGE_URL='supabase://([\w.-]+)@127\.0\.0\.1:(\d+)\?tls=false'", printed
-        )
-        assert line and line[2] == url[1], printed
-        headers = {"apikey": line[1]}
-        response = httpx.post(
-            url[0] + "/realtime/v1/api/broadcast", json=batch(message()), headers=headers
-        )
-        assert response.status_code == 202
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
-    assert "AsyncRealtimeClient(" in printed + out
-    assert "stopped" in err and "Traceback" not in err
