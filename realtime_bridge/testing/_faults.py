@@ -8,10 +8,22 @@ matches.
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["FaultQueue", "LoggedRequest", "PathFault", "check_fail_next", "retry_after_header"]
+__all__ = [
+    "REQUEST_LOG_SIZE",
+    "FaultQueue",
+    "FaultsAndRequests",
+    "LoggedRequest",
+    "PathFault",
+    "check_fail_next",
+    "retry_after_header",
+]
+
+#: Answered requests an emulator keeps in ``request_log`` (the latest ones).
+REQUEST_LOG_SIZE = 10_000
 
 
 class _Fault(Protocol):
@@ -85,3 +97,42 @@ class FaultQueue(Generic[F]):
     def clear(self) -> None:
         self.pending.clear()
         self.latency = 0.0
+
+
+class FaultsAndRequests:
+    """Mixin for an emulator: its pending faults and latency, and the requests it answered.
+
+    ``requests`` counts them by ``"METHOD route"``; ``request_log`` keeps the
+    latest ``REQUEST_LOG_SIZE`` for tests to inspect.
+    """
+
+    faults: FaultQueue[Any]
+
+    def _init_records(self, faults: FaultQueue[Any]) -> None:
+        self.faults = faults
+        self.requests: Counter[str] = Counter()
+        self.request_log: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
+
+    @property
+    def latency(self) -> float:
+        """Seconds added before each API request is answered."""
+        return self.faults.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"latency must be 0 or more seconds, got {seconds}")
+        self.faults.latency = seconds
+
+    def clear_faults(self) -> None:
+        """Drop pending failures and the latency."""
+        self.faults.clear()
+
+    def record_request(self, entry: LoggedRequest) -> None:
+        """Count an answered request by ``"METHOD route"`` and keep it in ``request_log``."""
+        self.request_log.append(entry)
+        self.requests[f"{entry.method} {entry.route or entry.path}"] += 1
+
+    def forget_requests(self) -> None:
+        self.request_log.clear()
+        self.requests.clear()

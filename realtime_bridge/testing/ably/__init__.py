@@ -42,10 +42,10 @@ idempotency, retention), ``auth`` (keys, capabilities, tokens, JWTs),
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._faults import FaultsAndRequests
 from .auth import ApiKey, Authenticator, canonical, intersect, parse_capability
 from .errors import AblyError
 from .faults import Faults, LoggedRequest
@@ -70,7 +70,6 @@ DEFAULT_KEY = "emulator.key:secret"
 DEFAULT_MAX_MESSAGE_SIZE = 65_536  # Ably's limit on the Free and Standard plans
 DEFAULT_RETENTION = 72 * 3600.0  # seconds; Ably's default on paid plans
 IDEMPOTENCY_WINDOW = 120.0  # seconds
-REQUEST_LOG_SIZE = 10_000
 
 
 class ManualClock:
@@ -88,7 +87,7 @@ class ManualClock:
         self.now += seconds
 
 
-class AblyEmulator:
+class AblyEmulator(FaultsAndRequests):
     """One emulated Ably app: its keys, channels, presence, tokens and injected faults.
 
     ``keys``: key strings ``appId.keyId:secret`` (each with every capability),
@@ -104,6 +103,8 @@ class AblyEmulator:
     (e.g. ``"POST /channels/{channel}/messages"``; control calls excluded);
     ``request_log`` keeps the latest 10,000 (method, path, route, status, fault).
     """
+
+    faults: Faults
 
     def __init__(
         self,
@@ -127,9 +128,7 @@ class AblyEmulator:
             retention_ms=int(retention * 1000),
             idempotency_window_ms=int(idempotency_window * 1000),
         )
-        self.faults = Faults()
-        self.request_log: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
-        self.requests: Counter[str] = Counter()
+        self._init_records(Faults())
         self._app: ASGIApp | None = None
         entries = {keys: None} if isinstance(keys, str) else keys
         if isinstance(entries, Mapping):
@@ -244,21 +243,6 @@ class AblyEmulator:
             applied=applied,
         )
 
-    @property
-    def latency(self) -> float:
-        """Seconds added before each API request is answered."""
-        return self.faults.latency
-
-    @latency.setter
-    def latency(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"latency must be 0 or more seconds, got {seconds}")
-        self.faults.latency = seconds
-
-    def clear_faults(self) -> None:
-        """Drop pending failures and the latency."""
-        self.faults.clear()
-
     # -- inspection ------------------------------------------------------------------------
 
     def messages(self, channel: str) -> list[StoredMessage]:
@@ -272,11 +256,6 @@ class AblyEmulator:
             for name, state in self.store.channels.items()
             if state.messages or state.members or state.subscribers or state.publishers
         )
-
-    def record(self, entry: LoggedRequest) -> None:
-        """Count an answered API request and keep it in ``request_log`` (the latest 10,000)."""
-        self.request_log.append(entry)
-        self.requests[f"{entry.method} {entry.route or entry.path}"] += 1
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -292,8 +271,7 @@ class AblyEmulator:
         self.store.reset()
         self.auth.tokens.clear()
         self.faults.clear()
-        self.request_log.clear()
-        self.requests.clear()
+        self.forget_requests()
 
     # -- serving ----------------------------------------------------------------------------
 

@@ -143,7 +143,7 @@ class EmulatorApp:
             response = error_response(error, binary)
         template = route.template if route is not None and params is not None else ""
         entry = LoggedRequest(request.method, path, template, response.status_code, bool(fault))
-        self.emulator.record(entry)
+        self.emulator.record_request(entry)
         return response
 
     async def _call(

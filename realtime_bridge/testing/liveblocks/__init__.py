@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import secrets as _random
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ...adapters.liveblocks_auth import PERMISSIONS
+from .._faults import FaultsAndRequests
 from ..ably import ManualClock
 from . import tokens
 from .faults import Faults, LoggedRequest
@@ -70,10 +70,9 @@ __all__ = [
 DEFAULT_SECRET = "sk_emulator_secret"
 #: Bytes of one broadcast body: Liveblocks' limit for clients before 3.14.
 DEFAULT_MAX_MESSAGE_SIZE = 1_000_000
-REQUEST_LOG_SIZE = 10_000
 
 
-class LiveblocksEmulator:
+class LiveblocksEmulator(FaultsAndRequests):
     """One emulated Liveblocks project: its secret keys, rooms, connections and faults.
 
     ``secrets``: secret keys (``sk_...``) the REST API accepts. ``max_message_size``:
@@ -85,6 +84,8 @@ class LiveblocksEmulator:
     (e.g. ``"POST /v2/rooms/{roomId}/broadcast_event"``; control calls excluded);
     ``request_log`` keeps the latest 10,000.
     """
+
+    faults: Faults
 
     def __init__(
         self,
@@ -106,9 +107,7 @@ class LiveblocksEmulator:
         self.clock = clock
         self.signing_secret = _random.token_urlsafe(32)
         self.store = Store(clock, PERMISSIONS)
-        self.faults = Faults()
-        self.requests: Counter[str] = Counter()
-        self.request_log: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
+        self._init_records(Faults())
         self._app: ASGIApp | None = None
 
     @property
@@ -214,26 +213,7 @@ class LiveblocksEmulator:
             applied=applied,
         )
 
-    @property
-    def latency(self) -> float:
-        """Seconds added before each API request is answered."""
-        return self.faults.latency
-
-    @latency.setter
-    def latency(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"latency must be 0 or more seconds, got {seconds}")
-        self.faults.latency = seconds
-
-    def clear_faults(self) -> None:
-        self.faults.clear()
-
     # -- inspection -----------------------------------------------------------------------
-
-    def record(self, entry: LoggedRequest) -> None:
-        """Count an answered API request and keep it in ``request_log``."""
-        self.request_log.append(entry)
-        self.requests[f"{entry.method} {entry.route or entry.path}"] += 1
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -248,8 +228,7 @@ class LiveblocksEmulator:
         """Forget rooms, connections, broadcasts, faults and the request log; keep the keys."""
         self.store.reset()
         self.faults.clear()
-        self.request_log.clear()
-        self.requests.clear()
+        self.forget_requests()
 
     # -- serving --------------------------------------------------------------------------
 

@@ -118,7 +118,7 @@ class EmulatorApp:
             message = f"Internal error in the Liveblocks emulator: {type(exc).__name__}"
             response = error_response(LiveblocksApiError(500, "INTERNAL_SERVER_ERROR", message))
         template = route.template if route is not None and params is not None else ""
-        self.emulator.record(
+        self.emulator.record_request(
             LoggedRequest(request.method, path, template, response.status_code, bool(fault))
         )
         return response

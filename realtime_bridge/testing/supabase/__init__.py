@@ -44,10 +44,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._faults import FaultsAndRequests
 from ..ably import ManualClock
 from . import tokens
 from .faults import Faults, LoggedRequest
@@ -78,10 +78,9 @@ DEFAULT_JWT_SECRET = "emulator-jwt-secret-at-least-32-bytes-long"
 KEY_ISSUED = 1_700_000_000  # 2023-11-14
 KEY_EXPIRES = 4_102_444_800  # 2100-01-01
 PAYLOAD_PADDING = 500  # bytes the server adds to max_payload_size_in_kb * 1000
-REQUEST_LOG_SIZE = 10_000
 
 
-class SupabaseEmulator:
+class SupabaseEmulator(FaultsAndRequests):
     """One emulated Supabase project's Realtime: its keys, RLS policies, channels and faults.
 
     ``jwt_secret``: the project's JWT secret (at least 32 characters, as
@@ -99,6 +98,8 @@ class SupabaseEmulator:
     Set ``suspended`` to refuse everything (403), ``private_only`` to refuse
     joins of public channels (the "Allow public access" setting turned off).
     """
+
+    faults: Faults
 
     def __init__(
         self,
@@ -124,9 +125,7 @@ class SupabaseEmulator:
         self.rate = RateWindow(clock)
         self.topics = Topics(self.rate.add)
         self.dropped: list[Dropped] = []
-        self.faults = Faults()
-        self.requests: Counter[str] = Counter()
-        self.request_log: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
+        self._init_records(Faults())
         self.sessions: set[Session] = set()  # open WebSocket connections
         self._broadcasts: list[Broadcast] = []
         self._app: ASGIApp | None = None
@@ -316,26 +315,7 @@ class SupabaseEmulator:
             times, status, message=message, retry_after=retry_after, path=path, applied=applied
         )
 
-    @property
-    def latency(self) -> float:
-        """Seconds added before each REST request is answered."""
-        return self.faults.latency
-
-    @latency.setter
-    def latency(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"latency must be 0 or more seconds, got {seconds}")
-        self.faults.latency = seconds
-
-    def clear_faults(self) -> None:
-        self.faults.clear()
-
     # -- inspection ------------------------------------------------------------------------
-
-    def record_request(self, entry: LoggedRequest) -> None:
-        """Count an answered request by ``"METHOD route"`` and keep it in ``request_log``."""
-        self.request_log.append(entry)
-        self.requests[f"{entry.method} {entry.route or entry.path}"] += 1
 
     def reset(self) -> None:
         """Forget broadcasts, drops, faults, the quota's count and the request log.
@@ -345,8 +325,7 @@ class SupabaseEmulator:
         self._broadcasts.clear()
         self.dropped.clear()
         self.faults.clear()
-        self.requests.clear()
-        self.request_log.clear()
+        self.forget_requests()
         self.rate.reset()
 
     # -- serving ---------------------------------------------------------------------------
